@@ -1,0 +1,568 @@
+"""BrazeConnector: the hooks a host calls (and the `tajo` CLI calls the same ones).
+
+Builds clients, state and mapping from the configuration, runs the resource syncs, and turns
+errors into results where a result is what the caller wants (named checks, run summaries).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from .clients.braze import BRAZE_BUCKETS, BrazeClient
+from .clients.brevo import BREVO_BUCKETS, BrevoClient
+from .config import Config, Secret, load_config, normalize_braze_url
+from .errors import (
+    ApiError,
+    AuthError,
+    ConfigError,
+    ConnectionFailed,
+    ConnectorError,
+    Interrupted,
+    NotAvailableError,
+    PermanentApiError,
+    PermissionDenied,
+    Problem,
+    RateLimited,
+    UsageError,
+)
+from .http import ApiSession
+from .log import make_logger
+from .mapping import CompiledMapping, load_mapping
+from .models import CheckResult, ResourceResult
+from .ratelimit import RateLimiter
+from .state import StateStore
+from .sync import users as users_sync
+from .sync.context import NoProgress, Progress, SyncContext
+from .vault import Vault
+
+RESOURCES = ("users", "segments", "campaigns", "canvases", "events", "catalogs")
+AVAILABLE = {"users": users_sync}
+CREDENTIALS = ("braze_api_key", "brevo_api_key")
+LAST_CHECK = "connector:last_check"
+RATE_LIMITS = "connector:rate_limits"
+
+
+class BrazeConnector:
+    """The tajo-braze connector. `config` is a path, a dict or a parsed Config."""
+
+    def __init__(
+        self,
+        config: str | os.PathLike[str] | Mapping[str, Any] | Config,
+        *,
+        env: Mapping[str, str] | None = None,
+        log_stream: IO[str] | None = None,
+        progress: Callable[[], Progress] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._env = dict(os.environ if env is None else env)
+        self.config = config if isinstance(config, Config) else load_config(config, env=self._env)
+        self._log_stream = log_stream
+        self._progress_factory = progress or NoProgress
+        self._sleep = sleep
+        self._state: StateStore | None = None
+        self._mapping: CompiledMapping | None = None
+        self._sessions: dict[str, ApiSession] = {}
+        self._limiters = {"braze": RateLimiter(BRAZE_BUCKETS, sleep=sleep), "brevo": RateLimiter(BREVO_BUCKETS, sleep=sleep)}
+        self.stop = threading.Event()
+
+    # ------------------------------------------------------------------ building blocks
+    @property
+    def state(self) -> StateStore:
+        if self._state is None:
+            self._state = StateStore(self.config.state_path)
+        return self._state
+
+    @property
+    def mapping(self) -> CompiledMapping:
+        if self._mapping is None:
+            self._mapping = load_mapping(self.config.field_mapping, base_dir=self.config.base_dir)
+        return self._mapping
+
+    def _vault(self) -> Vault:
+        return Vault(key_file=self.config.state_path.parent / "secret.key", env=self._env)
+
+    def _stored_secret(self, name: str) -> Secret | None:
+        if not self.config.state_path.exists():
+            return None
+        blob = self.state.get_credential(name)
+        return Secret(self._vault().decrypt(name, blob)) if blob is not None else None
+
+    def _effective(self) -> Config:
+        """The config with credentials and instance stored by `install` filling what it leaves out."""
+        cfg = self.config
+        if cfg.braze_api_key is None and (stored := self._stored_secret("braze_api_key")) is not None:
+            cfg = replace(cfg, braze_api_key=stored)
+        if cfg.brevo.api_key is None and (stored := self._stored_secret("brevo_api_key")) is not None:
+            cfg = replace(cfg, brevo=replace(cfg.brevo, api_key=stored))
+        return cfg
+
+    def _secrets(self, cfg: Config) -> tuple[str, ...]:
+        return tuple(s for s in cfg.secrets() if s)
+
+    def _logger(self, cfg: Config) -> Any:
+        level = "debug" if cfg.debug else cfg.log_level
+        return make_logger(level=level, stream=self._log_stream or sys.stderr, secrets=self._secrets(cfg))
+
+    def _session(self, api: str, cfg: Config) -> ApiSession:
+        if api in self._sessions:
+            return self._sessions[api]
+        if api == "braze":
+            if cfg.braze_api_key is None:
+                raise _missing_key("braze", cfg.source)
+            base, headers = cfg.braze_base_url, {"Authorization": f"Bearer {cfg.braze_api_key.reveal()}"}
+        else:
+            if cfg.brevo.api_key is None:
+                raise _missing_key("brevo", cfg.source)
+            base, headers = cfg.brevo.base_url, {"api-key": cfg.brevo.api_key.reveal()}
+        session = ApiSession(
+            api=api,  # type: ignore[arg-type]
+            base_url=base,
+            auth_headers=headers,
+            limiter=self._limiters[api],
+            logger=self._logger(cfg),
+            log_bodies=cfg.log_api_calls,
+            secrets=self._secrets(cfg),
+            sleep=self._sleep,
+        )
+        self._sessions[api] = session
+        return session
+
+    def _clients(self, cfg: Config) -> tuple[BrazeClient, BrevoClient]:
+        return BrazeClient(self._session("braze", cfg)), BrevoClient(self._session("brevo", cfg))
+
+    def close(self) -> None:
+        for session in self._sessions.values():
+            session.close()
+        self._sessions.clear()
+        if self._state is not None:
+            self._state.close()
+            self._state = None
+
+    def __enter__(self) -> BrazeConnector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ install
+    def install(
+        self, api_key: str | None = None, instance_url: str | None = None, brevo_api_key: str | None = None
+    ) -> dict[str, Any]:
+        """Validate config and mapping, check both keys, create missing Brevo attributes, store credentials."""
+        cfg = self.config
+        if instance_url is not None:
+            try:
+                cfg = replace(cfg, braze_base_url=normalize_braze_url(instance_url))
+            except ValueError as exc:
+                raise ConfigError([Problem("--instance-url", None, "instance_url", str(exc))]) from exc
+        if api_key:
+            cfg = replace(cfg, braze_api_key=Secret(api_key))
+        if brevo_api_key:
+            cfg = replace(cfg, brevo=replace(cfg.brevo, api_key=Secret(brevo_api_key)))
+        self.config = cfg
+        cfg = self._effective()
+        self.close()
+        mapping = self.mapping
+        braze, brevo = self._clients(cfg)
+        # Both keys must work before anything is created or stored.
+        braze.hard_bounces(start_date=_days_ago(1), end_date=_days_ago(0), limit=1)
+        brevo.get_account()
+
+        existing = {a.name.upper() for a in brevo.list_attributes()}
+        created: list[str] = []
+        for name, kind in mapping.brevo_attributes():
+            if name.upper() in existing or name.upper() in ("EMAIL", "EXT_ID"):
+                continue
+            brevo.create_attribute(name, type=kind)
+            created.append(name)
+
+        known_lists = {lst.id for lst in brevo.iter_lists()}
+        missing_lists = {segment: list_id for segment, list_id in cfg.lists.items() if list_id not in known_lists}
+
+        stored: list[str] = []
+        vault = self._vault()
+        for name, value in (("braze_api_key", api_key), ("brevo_api_key", brevo_api_key)):
+            if value:
+                self.state.put_credential(name, vault.encrypt(name, value))
+                stored.append(name)
+        if instance_url is not None:
+            self.state.set_value("braze:instance_url", cfg.braze_base_url)
+        self.state.set_value(LAST_CHECK, {"at": _now_iso(), "ok": True, "by": "install"})
+        return {
+            "ok": not missing_lists,
+            "braze_instance": cfg.braze_base_url,
+            "checks": {"braze_key": "ok", "brevo_key": "ok", "mapping": f"{len(mapping.rules)} fields"},
+            "attributes_created": created,
+            "attributes_existing": sorted(existing & {n.upper() for n, _ in mapping.brevo_attributes()}),
+            "lists_missing": missing_lists,
+            "credentials_stored": stored,
+            "credentials_location": (
+                f"{cfg.state_path} (AES-256-GCM, key from {vault.key_source})" if stored else None
+            ),
+        }
+
+    # ------------------------------------------------------------------ test
+    def test(self) -> list[dict[str, Any]]:
+        """Named ✓/✗ checks with cheap read-only probes; a failure carries its cause and fix."""
+        checks: list[CheckResult] = []
+        cfg = self._effective()
+        try:
+            mapping = self.mapping
+            checks.append(CheckResult("Field mapping", True, f"{len(mapping.rules)} fields mapped"))
+        except ConnectorError as exc:
+            checks.append(CheckResult("Field mapping", False, exc.user_message, "Fix the mapping file as listed."))
+            mapping = None
+        checks.extend(self._braze_checks(cfg))
+        checks.extend(self._brevo_checks(cfg, mapping))
+        ok = all(c.ok for c in checks)
+        try:
+            self.state.set_value(LAST_CHECK, {"at": _now_iso(), "ok": ok, "by": "test"})
+        except ConnectorError as exc:
+            checks.append(CheckResult("State store", False, exc.user_message, exc.fix))
+        return [asdict(c) for c in checks]
+
+    def _braze_checks(self, cfg: Config) -> list[CheckResult]:
+        names = ["Braze API connection", "Braze user export", "Braze campaign data", "Braze segment list",
+                 "Braze event tracking"]
+        try:
+            braze = BrazeClient(self._session("braze", cfg))
+        except ConnectorError as exc:
+            return [CheckResult(n, False, exc.user_message, exc.fix) for n in names]
+
+        def segments() -> str:
+            first = [s for _, s in zip(range(100), braze.iter_segments(), strict=False)]
+            wanted = cfg.sync.users_segment
+            if wanted and not any(wanted in (s.id, s.name) for s in first):
+                try:
+                    ctx_segment = users_sync.resolve_segment_id(self._probe_ctx(cfg, braze), wanted)
+                except UsageError as exc:
+                    raise _CheckFailed(exc.user_message, exc.fix) from exc
+                return f"users segment '{wanted}' found ({ctx_segment})"
+            return f"{len(first)} segment(s) visible"
+
+        def tracking() -> str:
+            # A 400 for an empty body still proves the key may call /users/track.
+            with suppress(PermanentApiError):
+                braze.track()
+            return "the key may write users, events and purchases"
+
+        probes: list[tuple[str, Callable[[], str]]] = [
+            ("Braze API connection", lambda: _ok(braze.hard_bounces(start_date=_days_ago(1), end_date=_days_ago(0), limit=1),
+                                                  f"reached {cfg.braze_base_url}")),
+            ("Braze user export", lambda: _ok(braze.export_ids(external_ids=["tajo-connection-check"],
+                                                               fields_to_export=["external_id"]), "export by id allowed")),
+            ("Braze campaign data", lambda: _ok(next(iter(braze.iter_campaigns()), None), "campaign list readable")),
+            ("Braze segment list", segments),
+            ("Braze event tracking", tracking),
+        ]
+        return _run_probes(probes, api="Braze")
+
+    def _brevo_checks(self, cfg: Config, mapping: CompiledMapping | None) -> list[CheckResult]:
+        names = ["Brevo account", "Brevo contacts", "Brevo lists", "Brevo attributes"]
+        try:
+            brevo = BrevoClient(self._session("brevo", cfg))
+        except ConnectorError as exc:
+            return [CheckResult(n, False, exc.user_message, exc.fix) for n in names]
+
+        def account() -> str:
+            info = brevo.get_account()
+            plans = ", ".join(info.plan_types) or "unknown plan"
+            return f"{info.company_name or info.email or 'account'} ({plans})"
+
+        def lists() -> str:
+            known = {lst.id for lst in brevo.iter_lists()}
+            missing = {segment: list_id for segment, list_id in cfg.lists.items() if list_id not in known}
+            if missing:
+                raise _CheckFailed(
+                    f"configured list id(s) not found in Brevo: {missing}",
+                    "Create the lists in Brevo (Contacts → Lists) or correct connectors.braze.lists in the config.",
+                )
+            return f"{len(known)} list(s); configured lists present"
+
+        def attributes() -> str:
+            existing = {a.name.upper() for a in brevo.list_attributes()}
+            if mapping is None:
+                return f"{len(existing)} attribute(s)"
+            needed = {n.upper() for n, _ in mapping.brevo_attributes()} - {"EMAIL", "EXT_ID"}
+            missing = sorted(needed - existing)
+            if missing:
+                raise _CheckFailed(
+                    f"the mapping writes attribute(s) Brevo does not have: {', '.join(missing)}",
+                    "Run `tajo connectors install braze` to create them with the declared types.",
+                )
+            return f"all {len(needed)} mapped attribute(s) exist"
+
+        probes: list[tuple[str, Callable[[], str]]] = [
+            ("Brevo account", account),
+            ("Brevo contacts", lambda: f"{brevo.get_contacts_page(limit=1).count} contact(s)"),
+            ("Brevo lists", lists),
+            ("Brevo attributes", attributes),
+        ]
+        return _run_probes(probes, api="Brevo")
+
+    def _probe_ctx(self, cfg: Config, braze: BrazeClient) -> SyncContext:
+        brevo = BrevoClient(self._session("brevo", cfg)) if cfg.brevo.api_key else None
+        return SyncContext(
+            config=cfg, mapping=self.mapping, state=self.state, braze=braze, brevo=brevo,  # type: ignore[arg-type]
+            braze_session=self._session("braze", cfg), logger=None, work_dir=self._work_dir(), dry_run=True,
+        )
+
+    # ------------------------------------------------------------------ sync
+    def sync(
+        self,
+        type: str = "incremental",
+        resources: Sequence[str] | None = None,
+        since: str | date | None = None,
+        batch_size: int | None = None,
+        dry_run: bool = False,
+        direction: str | None = None,
+    ) -> dict[str, Any]:
+        if type not in ("incremental", "full"):
+            raise UsageError(f"Unknown sync type '{type}'.", fix="Use 'incremental' or 'full'.")
+        direction = direction or self.config.sync.direction
+        if direction not in ("braze_to_brevo", "brevo_to_braze", "both"):
+            raise UsageError(f"Unknown direction '{direction}'.", fix="Use braze_to_brevo, brevo_to_braze or both.")
+        if batch_size is not None and batch_size < 1:
+            raise UsageError("--batch-size must be a positive number.")
+        wanted = self._resources(resources)
+        since_date = users_sync.parse_since(since)
+        cfg = self._effective()
+        mapping = self.mapping
+        braze, brevo = self._clients(cfg)
+        started = time.monotonic()
+        results: list[ResourceResult] = []
+        with self._run_state(dry_run) as state, state.run_lock("sync"), self._signals():
+            run_id = None if dry_run else state.start_run(
+                "sync", {"type": type, "resources": wanted, "since": str(since_date or ""), "dry_run": dry_run,
+                         "direction": direction}
+            )
+            progress = self._progress_factory()
+            ctx = SyncContext(
+                config=cfg, mapping=mapping, state=state, braze=braze, brevo=brevo,
+                braze_session=self._session("braze", cfg), logger=self._logger(cfg), work_dir=self._work_dir(),
+                run_id=run_id, full=type == "full", dry_run=dry_run, since=since_date, batch_size=batch_size,
+                direction=direction, progress=progress, stop=self.stop, sleep=self._sleep,
+            )
+            status = "ok"
+            try:
+                for resource in wanted:
+                    module = AVAILABLE.get(resource)
+                    if module is None:
+                        skipped = ResourceResult(resource)
+                        skipped.notes.append("not available yet in this version; skipped")
+                        results.append(skipped)
+                        continue
+                    if resource == "users" and direction == "brevo_to_braze":
+                        skipped = ResourceResult(resource, direction="brevo_to_braze")
+                        skipped.notes.append("Brevo → Braze users is not available yet in this version; skipped")
+                        results.append(skipped)
+                        continue
+                    results.append(module.UsersSync(ctx).run())
+            except Interrupted:
+                status = "interrupted"
+                raise
+            except BaseException:
+                status = "failed"
+                raise
+            finally:
+                progress.close()
+                summary = self._summary(type, dry_run, results, started, status)
+                if not dry_run and run_id is not None:
+                    state.finish_run(run_id, status if status != "ok" or not _failed(results) else "partial", summary)
+                    state.set_value(RATE_LIMITS, self._rate_limits())
+        return summary
+
+    def _resources(self, resources: Sequence[str] | None) -> list[str]:
+        if resources:
+            unknown = [r for r in resources if r not in RESOURCES]
+            if unknown:
+                raise UsageError(
+                    f"Unknown resource(s): {', '.join(unknown)}.", fix=f"Choose from: {', '.join(RESOURCES)}."
+                )
+            missing = [r for r in resources if r not in AVAILABLE]
+            if missing:
+                raise NotAvailableError(
+                    f"Syncing {', '.join(missing)} is not available yet in this version.",
+                    fix=f"Available now: {', '.join(AVAILABLE)}.",
+                )
+            return list(dict.fromkeys(resources))
+        enabled = self.config.sync
+        return [r for r in RESOURCES if getattr(enabled, r, False)]
+
+    def _summary(
+        self, kind: str, dry_run: bool, results: list[ResourceResult], started: float, status: str
+    ) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "dry_run": dry_run,
+            "status": "partial" if status == "ok" and _failed(results) else status,
+            "resources": [r.as_dict() for r in results],
+            "failed": sum(r.failed for r in results),
+            "duration_s": round(time.monotonic() - started, 3),
+            "api_calls": self._call_counts(),
+        }
+
+    def _call_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for api, session in self._sessions.items():
+            for endpoint, n in session.call_counts.items():
+                counts[f"{api} {endpoint}"] = n
+        return counts
+
+    def _rate_limits(self) -> dict[str, Any]:
+        return {api: limiter.snapshot() for api, limiter in self._limiters.items()}
+
+    def _work_dir(self) -> Path:
+        path = self.config.state_path.parent / "exports"
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+    @contextmanager
+    def _run_state(self, dry_run: bool) -> Iterator[StateStore]:
+        """A dry run reads state but must not write it: it gets a throwaway copy when state exists."""
+        if not dry_run:
+            yield self.state
+            return
+        with tempfile.TemporaryDirectory(prefix="tajo-dry-run-") as tmp:
+            copy = Path(tmp) / "state.db"
+            if self.config.state_path.exists():
+                self.state.backup_to(copy)
+            store = StateStore(copy)
+            try:
+                yield store
+            finally:
+                store.close()
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM ask the run to stop at the next safe point (exit code 4, resumable)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def ask_to_stop(signum: int, frame: object) -> None:
+            if self.stop.is_set():
+                raise KeyboardInterrupt
+            self.stop.set()
+
+        previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    # ------------------------------------------------------------------ other hooks
+    def export_segment(
+        self, segment_id: str, target_list: int | None = None, include_attributes: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        raise NotAvailableError(
+            "export_segment is not available yet in this version.",
+            fix="Use `tajo connectors sync braze --resources users` with sync.users_segment set to that segment.",
+        )
+
+    def handle_event(self, source: str, event: Mapping[str, Any] | Sequence[Any]) -> dict[str, Any]:
+        if source not in ("braze", "brevo"):
+            raise UsageError(f"Unknown event source '{source}'.", fix="Use --source braze or --source brevo.")
+        raise NotAvailableError("handle_event is not available yet in this version.")
+
+    def status(self) -> dict[str, Any]:
+        state = self.state
+        last_check = state.get_value(LAST_CHECK) or {}
+        last = state.last_run(kind="sync")
+        ok_run = state.last_run(kind="sync", status="ok")
+        return {
+            "connected": bool(last_check.get("ok")) if last_check else None,
+            "last_check": last_check or None,
+            "last_sync": (
+                {"id": last.id, "status": last.status, "started_at": last.started_at, "finished_at": last.finished_at}
+                if last
+                else None
+            ),
+            "last_successful_sync": ok_run.finished_at if ok_run else None,
+            "users_count": state.count_fingerprints(users_sync.FINGERPRINTS),
+            "campaigns_tracked": len(state.objects("campaign")),
+            "canvases_tracked": len(state.objects("canvas")),
+            "events_processed": state.count_events("forwarded"),
+            "events_backlog": state.count_events("pending"),
+            "cursors": state.cursors(),
+            "rate_limits": state.get_value(RATE_LIMITS) or {},
+            "dead_letters": state.count_dead_letters(),
+        }
+
+    def dead_letters(self, resource: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        return [asdict(d) for d in self.state.list_dead_letters(resource, limit=limit)]
+
+
+# ---------------------------------------------------------------------- helpers
+class _CheckFailed(Exception):
+    def __init__(self, cause: str, fix: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.fix = fix
+
+
+def _ok(_: object, message: str) -> str:
+    return message
+
+
+def _run_probes(probes: Sequence[tuple[str, Callable[[], str]]], *, api: str) -> list[CheckResult]:
+    """Run probes in order; once the key is rejected the rest are not tried (they would all say 401)."""
+    out: list[CheckResult] = []
+    blocked: ConnectorError | None = None
+    for name, probe in probes:
+        if blocked is not None:
+            out.append(CheckResult(name, False, f"not checked: {blocked.user_message}", blocked.fix))
+            continue
+        try:
+            out.append(CheckResult(name, True, probe()))
+        except _CheckFailed as exc:
+            out.append(CheckResult(name, False, exc.cause, exc.fix))
+        except (AuthError, ConnectionFailed) as exc:
+            out.append(CheckResult(name, False, exc.user_message, exc.fix))
+            blocked = exc
+        except RateLimited as exc:
+            when = f" in {exc.retry_after:.0f} s" if exc.retry_after else " later"
+            out.append(CheckResult(name, False, exc.user_message, exc.fix or f"Retry{when}."))
+        except (PermissionDenied, ApiError) as exc:
+            out.append(CheckResult(name, False, exc.user_message, exc.fix))
+    return out
+
+
+def _failed(results: Sequence[ResourceResult]) -> bool:
+    return any(r.failed for r in results)
+
+
+def _missing_key(api: str, source: str) -> ConfigError:
+    where = "connectors.braze.api_key" if api == "braze" else "connectors.braze.brevo.api_key"
+    var = "BRAZE_API_KEY" if api == "braze" else "BREVO_API_KEY"
+    return ConfigError(
+        [
+            Problem(
+                source,
+                None,
+                where,
+                f"no {'Braze REST API' if api == 'braze' else 'Brevo API'} key is configured",
+                f"set {where}: ${{{var}}} and export {var}, or pass it to `tajo connectors install braze`",
+            )
+        ]
+    )
+
+
+def _days_ago(days: int) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).date().isoformat()
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,188 @@
+"""A client-side rate limiter: sliding-window logs per bucket, corrected by the server's headers.
+
+One `RateLimiter` per API key. A request names every bucket it draws on (a Brevo contacts call
+draws on a per-second and a per-hour bucket) and goes out only when it fits in all of them.
+
+Why a sliding log and not a token bucket: vendors count fixed or sliding windows and some share
+a bucket across tenants; a log of send times lets us promise "never more than `limit` in any
+window" exactly, with memory bounded by `limit` timestamps per bucket.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+# Absorbs the delay between our send and the server's receive, so a server's window never
+# sees more requests than ours did.
+TRANSIT_PADDING_S = 0.05
+CLOCK_EPSILON_S = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A documented rate limit: at most `limit` requests per `window_s` seconds."""
+
+    name: str
+    limit: int
+    window_s: float
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError(f"bucket {self.name!r}: limit must be >= 1, got {self.limit}")
+        if self.window_s <= 0:
+            raise ValueError(f"bucket {self.name!r}: window_s must be > 0, got {self.window_s}")
+
+
+class _BucketState:
+    """Mutable bookkeeping of one bucket; only touched with the limiter's lock held."""
+
+    __slots__ = ("bucket", "window", "limit", "sent", "blocked_until", "server_budget", "server_reset_at")
+
+    def __init__(self, bucket: Bucket, safety: float) -> None:
+        self.bucket = bucket
+        self.window = bucket.window_s * (1.0 + safety) + TRANSIT_PADDING_S
+        self.limit = bucket.limit  # lowered (never raised) by what the server says
+        self.sent: deque[float] = deque(maxlen=bucket.limit)
+        self.blocked_until = float("-inf")
+        # What the server last said is left in its window, when that was less than we believed.
+        self.server_budget: int | None = None
+        self.server_reset_at = float("-inf")
+
+    def used(self, now: float) -> int:
+        """Requests sent within the window ending at `now` (forgets older ones: O(1) amortised)."""
+        cutoff = now - self.window
+        sent = self.sent
+        while sent and sent[0] <= cutoff:
+            sent.popleft()
+        return len(sent)
+
+    def wait_needed(self, now: float) -> float:
+        """Seconds from `now` until one more request fits in this bucket (0 if it fits now)."""
+        waits = [self.blocked_until - now]
+        if self.used(now) >= self.limit:
+            # The request `limit` places back must have left the window.
+            waits.append(self.sent[-self.limit] + self.window - now)
+        if self.server_budget is not None:
+            if now >= self.server_reset_at:
+                self.server_budget = None
+            elif self.server_budget <= 0:
+                waits.append(self.server_reset_at - now)
+        return max(0.0, *waits)
+
+    def record(self, now: float) -> None:
+        self.sent.append(now)
+        if self.server_budget is not None:
+            self.server_budget -= 1
+
+
+class RateLimiter:
+    """Thread-safe limiter over named buckets, with injectable clock and sleep for tests."""
+
+    def __init__(
+        self,
+        buckets: Iterable[Bucket],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        safety: float = 0.02,
+    ) -> None:
+        if safety < 0:
+            raise ValueError("safety must be >= 0")
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._states: dict[str, _BucketState] = {}
+        for bucket in buckets:
+            if bucket.name in self._states:
+                raise ValueError(f"duplicate rate-limit bucket {bucket.name!r}")
+            self._states[bucket.name] = _BucketState(bucket, safety)
+
+    def _state(self, name: str) -> _BucketState:
+        try:
+            return self._states[name]
+        except KeyError:
+            raise ValueError(f"unknown rate-limit bucket {name!r}") from None
+
+    def bucket(self, name: str) -> Bucket:
+        """The documented limit of a bucket."""
+        return self._state(name).bucket
+
+    @property
+    def bucket_names(self) -> tuple[str, ...]:
+        return tuple(self._states)
+
+    def acquire(self, names: Sequence[str]) -> float:
+        """Block until one request fits in every named bucket, record it, return seconds waited."""
+        states = [self._state(name) for name in dict.fromkeys(names)]
+        started = self._clock()
+        while True:
+            with self._lock:
+                now = self._clock()
+                wait = max((state.wait_needed(now) for state in states), default=0.0)
+                # A wait below the clock's float resolution would never elapse.
+                if wait <= CLOCK_EPSILON_S:
+                    for state in states:
+                        state.record(now)
+                    return max(0.0, now - started)
+            # Sleep outside the lock so other threads can check buckets that are free.
+            self._sleep(wait)
+
+    def observe(
+        self, name: str, *, limit: int | None, remaining: int | None, reset_in_s: float | None
+    ) -> None:
+        """Learn from rate-limit response headers.
+
+        Other tenants may share the server's bucket, so when the server says fewer requests
+        remain than we believe, the server wins until its window resets. A server limit below
+        the documented one lowers ours; one above it is ignored.
+        """
+        with self._lock:
+            state = self._state(name)
+            now = self._clock()
+            if limit is not None and 0 < limit < state.limit:
+                state.limit = limit
+            if remaining is None:
+                return
+            remaining = max(0, remaining)
+            ours = max(0, state.limit - state.used(now))
+            if remaining >= ours:
+                # The server sees more room than we do: our own log already governs; drop any
+                # older, stricter server view since this answer is newer.
+                state.server_budget = None
+                return
+            horizon = state.window if reset_in_s is None else min(max(reset_in_s, 0.0), state.window)
+            state.server_budget = remaining
+            state.server_reset_at = now + horizon
+
+    def block_until(self, name: str, seconds_from_now: float) -> None:
+        """After a 429: nothing goes out on this bucket for `seconds_from_now` seconds."""
+        with self._lock:
+            state = self._state(name)
+            state.blocked_until = max(state.blocked_until, self._clock() + max(0.0, seconds_from_now))
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        """Per bucket: effective limit, requests in the current window, remaining, seconds to reset."""
+        with self._lock:
+            now = self._clock()
+            result: dict[str, dict[str, float]] = {}
+            for name, state in self._states.items():
+                used = state.used(now)
+                remaining = max(0, state.limit - used)
+                reset_at = state.sent[-1] + state.window if used else now
+                if state.server_budget is not None and now < state.server_reset_at:
+                    remaining = min(remaining, max(0, state.server_budget))
+                    reset_at = max(reset_at, state.server_reset_at)
+                reset_at = max(reset_at, state.blocked_until)
+                if state.blocked_until > now:
+                    remaining = 0
+                result[name] = {
+                    "limit": float(state.limit),
+                    "used_in_window": float(used),
+                    "remaining": float(remaining),
+                    "reset_in_s": round(max(0.0, reset_at - now), 3),
+                }
+            return result

@@ -1,0 +1,705 @@
+"""Braze users -> Brevo contacts.
+
+read the export (resuming at the checkpoint) -> map -> validate -> diff against what we last wrote
+-> import changed contacts in bodies filled up to a safe size -> store fingerprints and the checkpoint
+once Brevo accepted each import -> reconcile the import processes with what was sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..errors import RateLimited, RecordRejected, TransientApiError, UsageError
+from ..exports import (
+    EXPORT_REUSE_MAX_AGE_S,
+    ExportLine,
+    download_export,
+    iter_export_lines,
+    wait_until_ready,
+)
+from ..models import BrazeUser, ContactPayload, ImportProcess, ResourceResult
+from .context import SyncContext
+
+RESOURCE = "users"
+FINGERPRINTS = "users:braze_to_brevo"
+EMAIL_CLAIMS = "claims:email"
+SMS_CLAIMS = "claims:sms"
+CHECKPOINT = "users:export_checkpoint"
+PENDING_IMPORTS = "users:pending_imports"
+USERS_LIST = "brevo:users_list_id"
+SEGMENT_IDS = "braze:segment_ids"
+
+CHUNK_LINES = 2000
+IMPORT_SAFE_BYTES = 8 * 1024 * 1024
+PLAN_SAMPLE = 5
+
+
+# ------------------------------------------------------------------ what we remember per contact
+@dataclass(frozen=True, slots=True)
+class SentRecord:
+    """What was last written to Brevo for one identity, packed into the fingerprint column."""
+
+    digest: str
+    email: str | None
+    sms: str | None
+    blacklisted: bool | None
+
+    def encode(self) -> str:
+        flag = "-" if self.blacklisted is None else ("1" if self.blacklisted else "0")
+        return f"{self.digest}\t{flag}\t{self.email or ''}\t{self.sms or ''}"
+
+    @classmethod
+    def decode(cls, text: str) -> SentRecord:
+        digest, flag, email, sms = (text.split("\t") + ["", "", ""])[:4]
+        return cls(digest, email or None, sms or None, None if flag == "-" else flag == "1")
+
+
+def payload_digest(payload: ContactPayload) -> str:
+    body = orjson.dumps(
+        [payload.email, payload.ext_id, payload.attributes, payload.email_blacklisted],
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.blake2b(body, digest_size=10).hexdigest()
+
+
+def import_row(payload: ContactPayload) -> dict[str, Any]:
+    attributes = dict(payload.attributes)
+    if payload.ext_id is not None:
+        attributes["EXT_ID"] = payload.ext_id
+    row: dict[str, Any] = {"attributes": attributes}
+    if payload.email:
+        row["email"] = payload.email
+    return row
+
+
+def user_from_line(raw: bytes) -> BrazeUser:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RecordRejected(f"export line is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise RecordRejected(f"export line is a JSON {type(data).__name__}, not an object")
+
+    def text(name: str) -> str | None:
+        value = data.get(name)
+        return value if isinstance(value, str) and value else None
+
+    return BrazeUser(text("external_id"), text("braze_id"), text("email"), text("phone"), data)
+
+
+def line_key(line: ExportLine) -> str:
+    return f"line:{line.member}:{line.line}"
+
+
+def _user_activity_dates(user: BrazeUser) -> Iterator[str]:
+    created = user.data.get("created_at")
+    if isinstance(created, str):
+        yield created
+    for group in ("apps", "custom_events", "purchases"):
+        items = user.data.get(group)
+        if isinstance(items, list):
+            for item in items:
+                if isinstance(item, dict):
+                    for name in ("last_used", "last"):
+                        value = item.get(name)
+                        if isinstance(value, str):
+                            yield value
+
+
+def active_since(user: BrazeUser, since: date) -> bool:
+    floor = since.isoformat()
+    return any(value[:10] >= floor for value in _user_activity_dates(user))
+
+
+# ------------------------------------------------------------------ the import writer
+@dataclass
+class PendingRow:
+    key: str
+    record: SentRecord
+    previous: SentRecord | None
+    created: bool
+
+
+@dataclass
+class ImportBatch:
+    rows: list[bytes] = field(default_factory=list)
+    meta: list[PendingRow] = field(default_factory=list)
+    size: int = 0
+
+
+class ImportWriter:
+    """Fills /contacts/import bodies up to the safe size and commits state only after Brevo accepts."""
+
+    def __init__(self, ctx: SyncContext, result: ResourceResult, list_id: int) -> None:
+        self.ctx = ctx
+        self.result = result
+        self.list_id = list_id
+        # Bodies are filled up to the safe size; --batch-size caps the rows per import instead.
+        self.max_rows = ctx.batch_size or 10**9
+        self.batch = ImportBatch()
+        self.blacklist: list[bytes] = []
+        self.blacklist_size = 0
+        self.suffix = orjson.dumps(
+            {
+                "listIds": [list_id],
+                "updateExistingContacts": True,
+                "emptyContactsAttributes": False,
+                "disableNotification": True,
+            }
+        )
+        self.imports_sent = 0
+        self.blacklist_imports_sent = 0
+        # Called inside the commit transaction, so records read before the checkpoint are never lost.
+        self.before_commit: Callable[[], None] = lambda: None
+        self.rows_sent = 0
+
+    def _body(self, rows: Sequence[bytes], suffix: bytes) -> bytes:
+        return b'{"jsonBody":[' + b",".join(rows) + b"]," + suffix[1:]
+
+    def _overhead(self) -> int:
+        return len(self.suffix) + 16
+
+    def _full(self, rows: int, size: int, extra: int) -> bool:
+        return rows > 0 and (size + extra + 1 + self._overhead() > IMPORT_SAFE_BYTES or rows >= self.max_rows)
+
+    def add(self, row: bytes, meta: PendingRow, position: tuple[int, int]) -> None:
+        if self._full(len(self.batch.rows), self.batch.size, len(row)):
+            self.flush(position)
+        self.batch.rows.append(row)
+        self.batch.meta.append(meta)
+        self.batch.size += len(row) + 1
+
+    def add_blacklist(self, email: str, position: tuple[int, int]) -> None:
+        row = orjson.dumps({"email": email})
+        if self._full(len(self.blacklist), self.blacklist_size, len(row)):
+            self.flush(position)
+        self.blacklist.append(row)
+        self.blacklist_size += len(row) + 1
+
+    def planned_calls(self) -> int:
+        return self.imports_sent + self.blacklist_imports_sent + (1 if self.batch.rows else 0) + (
+            1 if self.blacklist else 0
+        )
+
+    def flush(self, position: tuple[int, int] | None) -> None:
+        """Send what is buffered; then, in one state transaction, fingerprints + claims + checkpoint."""
+        ctx = self.ctx
+        if ctx.dry_run:
+            self._count(self.batch.meta)
+            self.imports_sent += 1 if self.batch.rows else 0
+            self.blacklist_imports_sent += 1 if self.blacklist else 0
+            self.batch = ImportBatch()
+            self.blacklist, self.blacklist_size = [], 0
+            return
+        processes: list[int] = []
+        if self.batch.rows:
+            processes.append(ctx.brevo.import_contacts(self._body(self.batch.rows, self.suffix)))
+            self.imports_sent += 1
+            self.rows_sent += len(self.batch.rows)
+        if self.blacklist:
+            suffix = orjson.dumps(
+                {
+                    "listIds": [self.list_id],
+                    "updateExistingContacts": True,
+                    "emptyContactsAttributes": False,
+                    "emailBlacklist": True,
+                    "disableNotification": True,
+                }
+            )
+            processes.append(ctx.brevo.import_contacts(self._body(self.blacklist, suffix)))
+            self.blacklist_imports_sent += 1
+        meta = self.batch.meta
+        with ctx.state.transaction():
+            self.before_commit()
+            ctx.state.put_fingerprints(FINGERPRINTS, ((m.key, m.record.encode()) for m in meta))
+            self._update_claims(meta)
+            if processes:
+                pending = ctx.state.get_value(PENDING_IMPORTS) or []
+                for pid in processes:
+                    pending.append({"process_id": pid, "keys_namespace": f"users:import:{pid}"})
+                ctx.state.set_value(PENDING_IMPORTS, pending)
+                if self.batch.rows:
+                    ctx.state.add_members(f"users:import:{processes[0]}", (m.key for m in meta))
+            if position is not None:
+                checkpoint = ctx.state.get_value(CHECKPOINT)
+                if checkpoint is not None:
+                    checkpoint["member"], checkpoint["line"] = position
+                    ctx.state.set_value(CHECKPOINT, checkpoint)
+        self._count(meta)
+        self.batch = ImportBatch()
+        self.blacklist, self.blacklist_size = [], 0
+        ctx.check_stop()
+
+    def _count(self, meta: Sequence[PendingRow]) -> None:
+        for m in meta:
+            if m.created:
+                self.result.created += 1
+            else:
+                self.result.updated += 1
+
+    def _update_claims(self, meta: Sequence[PendingRow]) -> None:
+        state = self.ctx.state
+        stale_emails = [
+            m.previous.email for m in meta if m.previous and m.previous.email and m.previous.email != m.record.email
+        ]
+        stale_sms = [m.previous.sms for m in meta if m.previous and m.previous.sms and m.previous.sms != m.record.sms]
+        if stale_emails:
+            state.delete_fingerprints(EMAIL_CLAIMS, stale_emails)
+        if stale_sms:
+            state.delete_fingerprints(SMS_CLAIMS, stale_sms)
+        state.put_fingerprints(EMAIL_CLAIMS, ((m.record.email, m.key) for m in meta if m.record.email))
+        state.put_fingerprints(SMS_CLAIMS, ((m.record.sms, m.key) for m in meta if m.record.sms))
+
+
+# ------------------------------------------------------------------ the run
+@dataclass
+class Plan:
+    """What a dry run would do; filled as the export is read."""
+
+    rejections: dict[str, int] = field(default_factory=dict)
+    rejection_samples: list[dict[str, Any]] = field(default_factory=list)
+    diffs: list[dict[str, Any]] = field(default_factory=list)
+    blacklist: int = 0
+
+    def reject(self, key: str, reason: str) -> None:
+        kind = reason.split(":")[0].split("'")[0].strip()
+        self.rejections[kind] = self.rejections.get(kind, 0) + 1
+        if len(self.rejection_samples) < PLAN_SAMPLE * 2:
+            self.rejection_samples.append({"key": key, "reason": reason})
+
+
+class UsersSync:
+    def __init__(self, ctx: SyncContext) -> None:
+        self.ctx = ctx
+        self.result = ResourceResult(RESOURCE, direction="braze_to_brevo")
+        self.plan = Plan()
+        self.dead: list[tuple[str, str, str, dict[str, Any]]] = []
+        self.buffer_emails: dict[str, str] = {}
+        self.buffer_sms: dict[str, str] = {}
+        self.shared_phones = 0
+
+    # -- setup
+    def resolve_segment(self) -> str:
+        wanted = self.ctx.config.sync.users_segment
+        if not wanted:
+            raise UsageError(
+                "No Braze segment is configured for the users sync.",
+                fix="Set connectors.braze.sync.users_segment to the id or name of the segment whose users "
+                "are synced (for everyone, a segment such as 'All Users').",
+            )
+        return resolve_segment_id(self.ctx, wanted)
+
+    def users_list_id(self) -> int:
+        state = self.ctx.state
+        known = state.get_value(USERS_LIST)
+        if isinstance(known, int):
+            return known
+        prefix = self.ctx.config.sync.list_prefix
+        name = f"{prefix}all_users"
+        folder_id = ensure_folder(self.ctx, self.ctx.config.sync.list_folder)
+        for lst in self.ctx.brevo.iter_lists():
+            if lst.name == name:
+                if not self.ctx.dry_run:
+                    state.set_value(USERS_LIST, lst.id)
+                return lst.id
+        if self.ctx.dry_run:
+            return 0
+        list_id = self.ctx.brevo.create_list(name, folder_id=folder_id)
+        state.set_value(USERS_LIST, list_id)
+        return list_id
+
+    def export_fields(self) -> list[str]:
+        fields = list(self.ctx.mapping.fields_to_export())
+        if self.ctx.since is not None:
+            for extra in ("created_at", "apps", "custom_events", "purchases"):
+                if extra not in fields:
+                    fields.append(extra)
+        return fields
+
+    def open_export(self, segment_id: str) -> tuple[Path, int, int]:
+        """The local archive to read and the position to start at (a checkpoint resumes its export)."""
+        ctx = self.ctx
+        fields = self.export_fields()
+        checkpoint = None if ctx.dry_run else ctx.state.get_value(CHECKPOINT)
+        now = ctx.clock()
+        if (
+            isinstance(checkpoint, dict)
+            and checkpoint.get("segment_id") == segment_id
+            and checkpoint.get("fields") == fields
+            and now - float(checkpoint.get("requested_at", 0)) < EXPORT_REUSE_MAX_AGE_S
+        ):
+            path = Path(checkpoint["path"])
+            self.result.notes.append(
+                f"resumed export {checkpoint.get('object_prefix') or ''} at member {checkpoint['member']}, "
+                f"line {checkpoint['line']}"
+            )
+            if not path.exists():
+                self._download(checkpoint["url"], path)
+            return path, int(checkpoint["member"]), int(checkpoint["line"])
+        job = ctx.braze.export_segment(segment_id, fields_to_export=fields)
+        if not job.url:
+            raise UsageError(
+                "Braze wrote the export to the workspace's own cloud bucket instead of returning a URL.",
+                fix="Remove the S3/Azure/GCS export credentials from the Braze workspace, or export from a "
+                "workspace without them; the connector reads the Braze-hosted export URL.",
+            )
+        token = hashlib.blake2b(job.url.encode(), digest_size=8).hexdigest()
+        path = ctx.work_dir / f"export-{token}.zip"
+        if not ctx.dry_run:
+            ctx.state.set_value(
+                CHECKPOINT,
+                {
+                    "segment_id": segment_id,
+                    "fields": fields,
+                    "url": job.url,
+                    "object_prefix": job.object_prefix,
+                    "requested_at": now,
+                    "path": str(path),
+                    "member": 0,
+                    "line": 0,
+                },
+            )
+        self._download(job.url, path)
+        return path, 0, 0
+
+    def _download(self, url: str, path: Path) -> None:
+        ctx = self.ctx
+        wait_until_ready(
+            ctx.braze_session, url, timeout_s=ctx.config.sync.export_timeout_s, sleep=ctx.sleep
+        )
+        download_export(ctx.braze_session, url, path)
+
+    # -- the loop
+    def run(self) -> ResourceResult:
+        ctx = self.ctx
+        started = time.monotonic()
+        if not ctx.dry_run:
+            reconcile_imports(ctx, self.result, wait=False)
+        segment_id = self.resolve_segment()
+        list_id = self.users_list_id()
+        path, member, line = self.open_export(segment_id)
+        writer = ImportWriter(ctx, self.result, list_id)
+        writer.before_commit = self._flush_dead_letters
+        for chunk in _chunks(iter_export_lines(path, start_member=member, start_line=line), CHUNK_LINES):
+            self._process_chunk(chunk, writer)
+            ctx.progress.update(
+                RESOURCE,
+                read=self.result.read,
+                written=self.result.created + self.result.updated,
+                unchanged=self.result.unchanged,
+                rejected=self.result.failed,
+            )
+        writer.flush(None)
+        self._flush_dead_letters()
+        if self.shared_phones:
+            self.result.notes.append(
+                f"{self.shared_phones} contact(s) written without SMS: their phone number belongs to another "
+                "contact, and Brevo needs unique numbers"
+            )
+        if not ctx.dry_run:
+            ctx.state.delete_value(CHECKPOINT)
+            with _suppress_oserror():
+                os.unlink(path)
+            reconcile_imports(ctx, self.result, wait=True)
+        else:
+            with _suppress_oserror():
+                os.unlink(path)
+        self.result.api_calls["POST /contacts/import"] = writer.imports_sent + writer.blacklist_imports_sent
+        if ctx.dry_run:
+            self.result.plan = {
+                "create": self.result.created,
+                "update": self.result.updated,
+                "unchanged": self.result.unchanged,
+                "reject": self.result.failed,
+                "rejections_by_reason": self.plan.rejections,
+                "rejection_samples": self.plan.rejection_samples,
+                "blacklist": self.plan.blacklist,
+                "brevo_calls": {"POST /contacts/import": writer.imports_sent + writer.blacklist_imports_sent},
+                "diffs": self.plan.diffs,
+            }
+        self.result.duration_s = time.monotonic() - started
+        return self.result
+
+    def _reject(self, key: str, reason: str, record: dict[str, Any], field_name: str | None = None) -> None:
+        self.result.failed += 1
+        if self.ctx.dry_run:
+            self.plan.reject(key, reason)
+            return
+        detail = dict(record)
+        if field_name:
+            detail["_field"] = field_name
+        self.dead.append((RESOURCE, key, reason, detail))
+        if len(self.dead) >= 1000:
+            self._flush_dead_letters()
+
+    def _flush_dead_letters(self) -> None:
+        if self.dead and not self.ctx.dry_run:
+            self.ctx.state.add_dead_letters(self.dead, run_id=self.ctx.run_id)
+        self.dead = []
+
+    def _process_chunk(self, lines: Sequence[ExportLine], writer: ImportWriter) -> None:
+        ctx = self.ctx
+        mapping = ctx.mapping
+        mapped: list[tuple[ExportLine, ContactPayload, BrazeUser]] = []
+        for line in lines:
+            self.result.read += 1
+            if not line.raw:
+                self._reject(line_key(line), "export line is longer than the line limit", {})
+                continue
+            try:
+                user = user_from_line(line.raw)
+            except RecordRejected as exc:
+                self._reject(line_key(line), exc.reason, {"raw": line.raw[:500].decode("utf-8", "replace")})
+                continue
+            if ctx.since is not None and not active_since(user, ctx.since):
+                self.result.skipped += 1
+                continue
+            out = mapping.to_brevo(user)
+            if isinstance(out, ContactPayload):
+                mapped.append((line, out, user))
+            else:
+                self._reject(out.key, out.reason, _identity_of(user), out.field)
+        if not mapped:
+            return
+        # Claims made by rows not yet in state: the unflushed import buffer, then this chunk's rows.
+        self.buffer_emails = {m.record.email: m.key for m in writer.batch.meta if m.record.email}
+        self.buffer_sms = {m.record.sms: m.key for m in writer.batch.meta if m.record.sms}
+        keys = [p.key for _, p, _ in mapped]
+        previous = {k: SentRecord.decode(v) for k, v in ctx.state.get_fingerprints(FINGERPRINTS, keys).items()}
+        emails = sorted({p.email for _, p, _ in mapped if p.email})
+        sms_values = sorted({s for _, p, _ in mapped if isinstance(s := p.attributes.get("SMS"), str)})
+        email_owner = ctx.state.get_fingerprints(EMAIL_CLAIMS, emails) if emails else {}
+        sms_owner = ctx.state.get_fingerprints(SMS_CLAIMS, sms_values) if sms_values else {}
+        for line, payload, user in mapped:
+            key = payload.key
+            if payload.email:
+                owner = self.buffer_emails.get(payload.email) or email_owner.get(payload.email)
+                if owner and owner != key:
+                    self._reject(
+                        key,
+                        f"email '{payload.email}' is already synced for Braze user {owner}; "
+                        "Brevo needs a unique email per contact",
+                        _identity_of(user),
+                        "email",
+                    )
+                    continue
+            sms = payload.attributes.get("SMS")
+            if isinstance(sms, str):
+                owner = self.buffer_sms.get(sms) or sms_owner.get(sms)
+                if owner and owner != key:
+                    # Brevo refuses a phone number shared by two contacts: keep the contact, drop the number.
+                    attributes = {k: v for k, v in payload.attributes.items() if k != "SMS"}
+                    payload = ContactPayload(
+                        key, payload.email, payload.ext_id, attributes, payload.email_blacklisted,
+                        payload.sms_blacklisted,
+                    )
+                    self.shared_phones += 1
+                    sms = None
+            if not payload.email and not payload.ext_id and not isinstance(sms, str):
+                self._reject(key, "no usable identifier left for Brevo (shared phone, no email, no ext_id)",
+                             _identity_of(user), "phone")
+                continue
+            before = previous.get(key)
+            record = SentRecord(payload_digest(payload), payload.email, sms if isinstance(sms, str) else None,
+                                payload.email_blacklisted)
+            if before is not None and before.digest == record.digest and not ctx.full:
+                self.result.unchanged += 1
+                continue
+            position = (line.member, line.line)
+            if ctx.dry_run and len(self.plan.diffs) < PLAN_SAMPLE:
+                self.plan.diffs.append(self._diff(payload, before))
+            newly_unsubscribed = payload.email_blacklisted is True and (before is None or before.blacklisted is not True)
+            if newly_unsubscribed and payload.email:
+                self.plan.blacklist += 1
+                writer.add_blacklist(payload.email, position)
+            if payload.email:
+                self.buffer_emails[payload.email] = key
+            if isinstance(sms, str):
+                self.buffer_sms[sms] = key
+            writer.add(orjson.dumps(import_row(payload)), PendingRow(key, record, before, before is None), position)
+
+    def _diff(self, payload: ContactPayload, before: SentRecord | None) -> dict[str, Any]:
+        """A field-level diff against what Brevo holds now (a read; dry runs write nothing)."""
+        current = None
+        if before is not None or payload.ext_id or payload.email:
+            identifier, kind = (payload.ext_id, "ext_id") if payload.ext_id else (payload.email, "email_id")
+            if identifier:
+                current = self.ctx.brevo.get_contact(identifier, identifier_type=kind)
+        old = dict(current.attributes) if current is not None else {}
+        changes = {
+            name: {"from": old.get(name), "to": value}
+            for name, value in sorted(payload.attributes.items())
+            if old.get(name) != value
+        }
+        return {"key": payload.key, "action": "update" if current is not None else "create", "changes": changes}
+
+
+def _identity_of(user: BrazeUser) -> dict[str, Any]:
+    return {
+        "external_id": user.external_id,
+        "braze_id": user.braze_id,
+        "email": user.email,
+        "phone": user.phone,
+    }
+
+
+def _chunks(lines: Iterable[ExportLine], size: int) -> Iterator[list[ExportLine]]:
+    chunk: list[ExportLine] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _suppress_oserror:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
+        return isinstance(exc, OSError)
+
+
+# ------------------------------------------------------------------ shared helpers
+def resolve_segment_id(ctx: SyncContext, wanted: str) -> str:
+    """A Braze segment id from an id or a name; names are resolved once and remembered."""
+    cache = ctx.state.get_value(SEGMENT_IDS) or {}
+    if wanted in cache:
+        return str(cache[wanted])
+    by_name: dict[str, str] = {}
+    folded: dict[str, str] = {}
+    for segment in ctx.braze.iter_segments():
+        if segment.id == wanted:
+            return segment.id
+        by_name.setdefault(segment.name, segment.id)
+        folded.setdefault(segment.name.casefold(), segment.id)
+    found = by_name.get(wanted) or folded.get(wanted.casefold())
+    if found is None:
+        raise UsageError(
+            f"Braze has no segment with the id or name '{wanted}'.",
+            fix="Check sync.users_segment / lists: in the config; `tajo connectors test braze` lists the "
+            "segment check, and segments are under Audience → Segments in Braze.",
+        )
+    if not ctx.dry_run:
+        cache[wanted] = found
+        ctx.state.set_value(SEGMENT_IDS, cache)
+    return found
+
+
+def ensure_folder(ctx: SyncContext, name: str) -> int:
+    key = f"brevo:folder:{name}"
+    known = ctx.state.get_value(key)
+    if isinstance(known, int):
+        return known
+    for folder in ctx.brevo.iter_folders():
+        if folder.name == name:
+            if not ctx.dry_run:
+                ctx.state.set_value(key, folder.id)
+            return folder.id
+    if ctx.dry_run:
+        return 0
+    folder_id = ctx.brevo.create_folder(name)
+    ctx.state.set_value(key, folder_id)
+    return folder_id
+
+
+MISMATCH_COUNTERS = (
+    "invalid_emails",
+    "duplicate_contact_id",
+    "duplicate_ext_id",
+    "duplicate_phone_id",
+    "duplicate_whatsapp_id",
+    "duplicate_landline_number_id",
+)
+
+
+def _processes_covering(ctx: SyncContext, wanted: set[int], page: int = 50) -> dict[int, ImportProcess]:
+    """Page /processes (newest first) until every wanted id was seen or older ones begin."""
+    found: dict[int, ImportProcess] = {}
+    oldest_wanted = min(wanted)
+    offset = 0
+    while True:
+        processes = ctx.brevo.list_processes(limit=page, offset=offset)
+        found.update((p.id, p) for p in processes)
+        if len(processes) < page or wanted <= found.keys() or min(p.id for p in processes) < oldest_wanted:
+            return found
+        offset += page
+
+
+def reconcile_imports(ctx: SyncContext, result: ResourceResult, *, wait: bool, max_polls: int = 8) -> None:
+    """Confirm the import processes this connector started, with one /processes listing per poll.
+
+    /processes sits in Brevo's 100-requests-per-hour bucket, so one listing covers many imports and
+    polls back off. A failed import rolls its fingerprints back so the next run writes it again.
+    """
+    delay = 1.0
+    polls = 0
+    while True:
+        pending: list[dict[str, Any]] = ctx.state.get_value(PENDING_IMPORTS) or []
+        if not pending:
+            return
+        polls += 1
+        try:
+            by_id = _processes_covering(ctx, {int(entry["process_id"]) for entry in pending})
+        except (RateLimited, TransientApiError) as exc:
+            # Confirmation can wait: the imports were accepted, and the next run confirms them.
+            result.notes.append(f"{len(pending)} Brevo import(s) not yet confirmed: {exc.user_message}")
+            return
+        still: list[dict[str, Any]] = []
+        for entry in pending:
+            pid = int(entry["process_id"])
+            process = by_id.get(pid)
+            if process is None or not process.finished:
+                still.append(entry)
+                continue
+            namespace = entry["keys_namespace"]
+            if process.status != "completed":
+                keys = list(ctx.state.iter_members(namespace))
+                ctx.state.delete_fingerprints(FINGERPRINTS, keys)
+                result.notes.append(
+                    f"Brevo import {pid} ended '{process.status}'"
+                    f"{': ' + process.error if process.error else ''}; its {len(keys)} contacts will be "
+                    "written again next run"
+                )
+            else:
+                mismatched = {
+                    name: process.counters.get(name)
+                    for name in MISMATCH_COUNTERS
+                    if isinstance(process.counters.get(name), int) and process.counters.get(name)
+                }
+                if mismatched:
+                    result.notes.append(
+                        f"Brevo import {pid} dropped rows the connector had validated: {mismatched}"
+                    )
+            ctx.state.remove_members(namespace, list(ctx.state.iter_members(namespace)))
+        ctx.state.set_value(PENDING_IMPORTS, still)
+        if not still or not wait or polls >= max_polls:
+            if still and wait:
+                result.notes.append(
+                    f"{len(still)} Brevo import(s) still processing; the next run confirms them"
+                )
+            return
+        ctx.sleep(delay)
+        delay = min(delay * 2, 60.0)
+
+
+def parse_since(value: str | date | datetime | None) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError as exc:
+        raise UsageError(f"--since '{value}' is not a date.", fix="Use YYYY-MM-DD, e.g. --since 2024-01-01.") from exc

@@ -1,0 +1,247 @@
+"""RateLimiter: sliding-window guarantees, learning from headers, 429 blocks — on a fake clock."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+
+from tajo_braze.ratelimit import TRANSIT_PADDING_S, Bucket, RateLimiter
+
+TOLERANCE = 1e-6
+
+
+class FakeClock:
+    """Time that moves only when someone sleeps; safe to share between threads."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
+def padded(bucket: Bucket, safety: float = 0.02) -> float:
+    return bucket.window_s * (1 + safety) + TRANSIT_PADDING_S
+
+
+def assert_at_most_limit_per_window(stamps: list[float], limit: int, window: float) -> None:
+    """No `limit + 1` consecutive sends fit inside one window (so no window holds more than limit)."""
+    for i in range(len(stamps) - limit):
+        assert stamps[i + limit] - stamps[i] >= window - TOLERANCE, (i, stamps[i], stamps[i + limit])
+
+
+def acquire_stamped(limiter: RateLimiter, clock: FakeClock, names: list[str]) -> float:
+    limiter.acquire(names)
+    return clock()
+
+
+def test_never_more_than_limit_in_any_window_over_thousands_of_acquisitions() -> None:
+    clock = FakeClock()
+    bucket = Bucket("b", 10, 1.0)
+    limiter = RateLimiter([bucket], clock=clock, sleep=clock.sleep)
+
+    stamps = [acquire_stamped(limiter, clock, ["b"]) for _ in range(5000)]
+
+    assert_at_most_limit_per_window(stamps, 10, padded(bucket))
+    # ...and it is not needlessly slow: 5000 requests take about 500 windows.
+    assert stamps[-1] - stamps[0] <= (5000 / 10) * padded(bucket) + 1e-3
+
+
+def test_requests_drawing_on_several_buckets_respect_each_bucket() -> None:
+    clock = FakeClock()
+    per_second, per_ten = Bucket("s", 5, 1.0), Bucket("t", 12, 10.0)
+    other = Bucket("o", 3, 1.0)
+    limiter = RateLimiter([per_second, per_ten, other], clock=clock, sleep=clock.sleep)
+    rng = random.Random(7)
+    sent: dict[str, list[float]] = {"s": [], "t": [], "o": []}
+
+    for _ in range(2000):
+        names = rng.choice([["s", "t"], ["s"], ["o"], ["o", "t"]])
+        if rng.random() < 0.3:
+            clock.advance(rng.random() * 0.5)
+        stamp = acquire_stamped(limiter, clock, names)
+        for name in names:
+            sent[name].append(stamp)
+
+    assert_at_most_limit_per_window(sent["s"], 5, padded(per_second))
+    assert_at_most_limit_per_window(sent["t"], 12, padded(per_ten))
+    assert_at_most_limit_per_window(sent["o"], 3, padded(other))
+
+
+def test_acquire_returns_the_seconds_it_waited() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([Bucket("b", 2, 1.0)], clock=clock, sleep=clock.sleep)
+
+    assert limiter.acquire(["b"]) == 0.0
+    assert limiter.acquire(["b"]) == 0.0
+    waited = limiter.acquire(["b"])
+
+    assert waited == pytest.approx(padded(Bucket("b", 2, 1.0)))
+    assert sum(clock.sleeps) == pytest.approx(waited)
+
+
+def test_threads_contending_for_one_bucket_are_still_paced() -> None:
+    clock = FakeClock()
+    bucket = Bucket("b", 5, 1.0)
+    limiter = RateLimiter([bucket], clock=clock, sleep=clock.sleep)
+    done: list[int] = []
+
+    def worker() -> None:
+        for _ in range(50):
+            limiter.acquire(["b"])
+        done.append(1)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert len(done) == 8
+    # 400 requests at 5 per window need at least 79 full windows of (fake) time, whatever the
+    # interleaving; over-admission under contention would finish sooner.
+    assert clock() - 1000.0 >= (400 / 5 - 1) * padded(bucket) - TOLERANCE
+
+
+def test_observe_with_low_remaining_slows_us_down_until_the_server_reset() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([Bucket("b", 100, 60.0)], clock=clock, sleep=clock.sleep)
+    limiter.acquire(["b"])
+
+    # Other tenants used the shared bucket: the server says 2 remain for the next 30 s.
+    limiter.observe("b", limit=100, remaining=2, reset_in_s=30.0)
+
+    assert limiter.acquire(["b"]) == 0.0
+    assert limiter.acquire(["b"]) == 0.0
+    assert limiter.acquire(["b"]) == pytest.approx(30.0)
+    # After the reset our own window governs again: plenty of room.
+    assert limiter.acquire(["b"]) == 0.0
+
+
+def test_observe_with_zero_remaining_and_no_reset_waits_one_window() -> None:
+    clock = FakeClock()
+    bucket = Bucket("b", 100, 10.0)
+    limiter = RateLimiter([bucket], clock=clock, sleep=clock.sleep)
+    limiter.acquire(["b"])
+
+    limiter.observe("b", limit=None, remaining=0, reset_in_s=None)
+
+    assert limiter.acquire(["b"]) == pytest.approx(padded(bucket))
+
+
+def test_observe_never_lets_the_server_raise_our_limit() -> None:
+    clock = FakeClock()
+    bucket = Bucket("b", 3, 1.0)
+    limiter = RateLimiter([bucket], clock=clock, sleep=clock.sleep)
+    limiter.observe("b", limit=1000, remaining=999, reset_in_s=1.0)
+
+    stamps = [acquire_stamped(limiter, clock, ["b"]) for _ in range(30)]
+
+    assert_at_most_limit_per_window(stamps, 3, padded(bucket))
+    assert limiter.snapshot()["b"]["limit"] == 3
+
+
+def test_observe_adopts_a_lower_server_limit() -> None:
+    clock = FakeClock()
+    bucket = Bucket("b", 10, 1.0)
+    limiter = RateLimiter([bucket], clock=clock, sleep=clock.sleep)
+    limiter.observe("b", limit=4, remaining=None, reset_in_s=None)
+
+    stamps = [acquire_stamped(limiter, clock, ["b"]) for _ in range(40)]
+
+    assert_at_most_limit_per_window(stamps, 4, padded(bucket))
+    assert limiter.snapshot()["b"]["limit"] == 4
+
+
+def test_a_newer_roomier_server_answer_lifts_an_older_strict_one() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([Bucket("b", 100, 60.0)], clock=clock, sleep=clock.sleep)
+    limiter.observe("b", limit=None, remaining=0, reset_in_s=50.0)
+    limiter.observe("b", limit=None, remaining=99, reset_in_s=50.0)
+
+    assert limiter.acquire(["b"]) == 0.0
+
+
+def test_block_until_holds_back_only_that_bucket() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([Bucket("a", 100, 1.0), Bucket("b", 100, 1.0)], clock=clock, sleep=clock.sleep)
+
+    limiter.block_until("a", 12.0)
+
+    assert limiter.acquire(["b"]) == 0.0
+    assert limiter.acquire(["a", "b"]) == pytest.approx(12.0)
+    assert limiter.acquire(["a"]) == 0.0
+
+
+def test_block_until_keeps_the_later_of_two_blocks() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([Bucket("a", 100, 1.0)], clock=clock, sleep=clock.sleep)
+
+    limiter.block_until("a", 20.0)
+    limiter.block_until("a", 5.0)
+
+    assert limiter.acquire(["a"]) == pytest.approx(20.0)
+
+
+def test_snapshot_reports_usage_remaining_and_reset() -> None:
+    clock = FakeClock()
+    bucket = Bucket("b", 10, 1.0)
+    limiter = RateLimiter([bucket, Bucket("idle", 5, 60.0)], clock=clock, sleep=clock.sleep)
+    for _ in range(4):
+        limiter.acquire(["b"])
+
+    snap = limiter.snapshot()
+
+    assert snap["b"] == {
+        "limit": 10.0,
+        "used_in_window": 4.0,
+        "remaining": 6.0,
+        "reset_in_s": round(padded(bucket), 3),
+    }
+    assert snap["idle"] == {"limit": 5.0, "used_in_window": 0.0, "remaining": 5.0, "reset_in_s": 0.0}
+
+    clock.advance(padded(bucket))
+    assert limiter.snapshot()["b"]["used_in_window"] == 0.0
+
+
+def test_snapshot_shows_a_blocked_bucket_as_empty() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([Bucket("b", 10, 1.0)], clock=clock, sleep=clock.sleep)
+
+    limiter.block_until("b", 7.5)
+
+    assert limiter.snapshot()["b"]["remaining"] == 0.0
+    assert limiter.snapshot()["b"]["reset_in_s"] == 7.5
+
+
+def test_memory_stays_bounded_by_the_limit() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([Bucket("b", 3, 1.0)], clock=clock, sleep=clock.sleep)
+    for _ in range(1000):
+        limiter.acquire(["b"])
+
+    assert limiter.snapshot()["b"]["used_in_window"] <= 3
+
+
+def test_unknown_and_duplicate_buckets_are_refused() -> None:
+    limiter = RateLimiter([Bucket("b", 1, 1.0)])
+    with pytest.raises(ValueError, match="unknown rate-limit bucket 'nope'"):
+        limiter.acquire(["nope"])
+    with pytest.raises(ValueError, match="duplicate"):
+        RateLimiter([Bucket("b", 1, 1.0), Bucket("b", 2, 1.0)])
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        Bucket("z", 0, 1.0)

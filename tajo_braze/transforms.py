@@ -164,7 +164,9 @@ def to_e164(value: Any) -> str:
         number = phonenumbers.parse(candidate, None)
     except phonenumbers.NumberParseException:
         raise ValueError("not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
+    # "Possible" (a known country code and a plausible length) rather than "valid": carriers'
+    # number plans change faster than any metadata, and Braze and Brevo both store such numbers.
+    if not phonenumbers.is_possible_number(number):
         raise ValueError("not a valid phone number")
     formatted: str = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return formatted

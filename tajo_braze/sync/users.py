@@ -124,6 +124,7 @@ def active_since(user: BrazeUser, since: date) -> bool:
 @dataclass
 class PendingRow:
     key: str
+    owner: str  # the Braze profile that claims this contact's email and phone
     record: SentRecord
     previous: SentRecord | None
     created: bool
@@ -256,8 +257,8 @@ class ImportWriter:
             state.delete_fingerprints(EMAIL_CLAIMS, stale_emails)
         if stale_sms:
             state.delete_fingerprints(SMS_CLAIMS, stale_sms)
-        state.put_fingerprints(EMAIL_CLAIMS, ((m.record.email, m.key) for m in meta if m.record.email))
-        state.put_fingerprints(SMS_CLAIMS, ((m.record.sms, m.key) for m in meta if m.record.sms))
+        state.put_fingerprints(EMAIL_CLAIMS, ((m.record.email, m.owner) for m in meta if m.record.email))
+        state.put_fingerprints(SMS_CLAIMS, ((m.record.sms, m.owner) for m in meta if m.record.sms))
 
 
 # ------------------------------------------------------------------ the run
@@ -471,8 +472,8 @@ class UsersSync:
         if not mapped:
             return
         # Claims made by rows not yet in state: the unflushed import buffer, then this chunk's rows.
-        self.buffer_emails = {m.record.email: m.key for m in writer.batch.meta if m.record.email}
-        self.buffer_sms = {m.record.sms: m.key for m in writer.batch.meta if m.record.sms}
+        self.buffer_emails = {m.record.email: m.owner for m in writer.batch.meta if m.record.email}
+        self.buffer_sms = {m.record.sms: m.owner for m in writer.batch.meta if m.record.sms}
         keys = [p.key for _, p, _ in mapped]
         previous = {k: SentRecord.decode(v) for k, v in ctx.state.get_fingerprints(FINGERPRINTS, keys).items()}
         emails = sorted({p.email for _, p, _ in mapped if p.email})
@@ -481,11 +482,14 @@ class UsersSync:
         sms_owner = ctx.state.get_fingerprints(SMS_CLAIMS, sms_values) if sms_values else {}
         for line, payload, user in mapped:
             key = payload.key
+            # Several Braze profiles without an external_id can share one email (one Brevo contact):
+            # the first to claim it keeps it, so runs converge instead of flapping between profiles.
+            me = key if user.external_id or not user.braze_id else f"braze:{user.braze_id}"
             if payload.email:
                 owner = self.buffer_emails.get(payload.email) or email_owner.get(payload.email)
-                if owner and owner != key:
+                if owner and owner != me:
                     self._reject(
-                        key,
+                        me,
                         f"email '{payload.email}' is already synced for Braze user {owner}; "
                         "Brevo needs a unique email per contact",
                         _identity_of(user),
@@ -495,7 +499,7 @@ class UsersSync:
             sms = payload.attributes.get("SMS")
             if isinstance(sms, str):
                 owner = self.buffer_sms.get(sms) or sms_owner.get(sms)
-                if owner and owner != key:
+                if owner and owner != me:
                     # Brevo refuses a phone number shared by two contacts: keep the contact, drop the number.
                     attributes = {k: v for k, v in payload.attributes.items() if k != "SMS"}
                     payload = ContactPayload(
@@ -522,10 +526,10 @@ class UsersSync:
                 self.plan.blacklist += 1
                 writer.add_blacklist(payload.email, position)
             if payload.email:
-                self.buffer_emails[payload.email] = key
+                self.buffer_emails[payload.email] = me
             if isinstance(sms, str):
-                self.buffer_sms[sms] = key
-            writer.add(orjson.dumps(import_row(payload)), PendingRow(key, record, before, before is None), position)
+                self.buffer_sms[sms] = me
+            writer.add(orjson.dumps(import_row(payload)), PendingRow(key, me, record, before, before is None), position)
 
     def _diff(self, payload: ContactPayload, before: SentRecord | None) -> dict[str, Any]:
         """A field-level diff against what Brevo holds now (a read; dry runs write nothing)."""

@@ -177,7 +177,7 @@ def test_phone_becomes_e164(seed: CompiledMapping, written: str, expected: str) 
     assert payload(seed, {"external_id": "u", "phone": written}).attributes["SMS"] == expected
 
 
-@pytest.mark.parametrize("phone", ["123", "+1 555 555 0100", "call me", "+"])
+@pytest.mark.parametrize("phone", ["123", "+1 555 01", "call me", "+"])
 def test_invalid_phone_is_rejected(seed: CompiledMapping, phone: str) -> None:
     result = rejection(seed, {"external_id": "u-2", "phone": phone})
     assert result.field == "phone"

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 from .errors import (
@@ -22,6 +23,7 @@ from .errors import (
     StateError,
     UsageError,
 )
+from .sync.registry import optional_module
 
 EXIT_OK, EXIT_DEAD_LETTERS, EXIT_USAGE, EXIT_AUTH, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
 
@@ -229,7 +231,9 @@ def run_connector_action(args: argparse.Namespace, out: Output) -> int:
             return EXIT_OK
         if args.action == "dead-letters":
             if args.retry:
-                raise NotAvailableError("Retrying dead letters is not available yet in this version.")
+                retried = connector.retry_dead_letters(args.resource)
+                out.emit(retried, lambda: render_mapping(retried))
+                return EXIT_DEAD_LETTERS if retried["still_failing"] else EXIT_OK
             letters = connector.dead_letters(args.resource, limit=args.limit)
             out.emit(letters, lambda: "\n".join(
                 f"{d['resource']}  {d['key']}  ×{d['attempts']}  {d['reason']}" for d in letters
@@ -245,6 +249,19 @@ def run_connector_action(args: argparse.Namespace, out: Output) -> int:
             results = [connector.handle_event(args.source, p) for p in payloads]
             out.emit(results, lambda: f"{len(results)} payload(s) handled")
             return EXIT_OK
+        if args.action == "report":
+            text = connector.report(format=args.format, since=args.since)
+            if args.out:
+                Path(args.out).write_text(text, encoding="utf-8")
+                out.emit({"out": args.out, "format": args.format}, lambda: f"Report written to {args.out}")
+            else:
+                out.stream.write(text if text.endswith("\n") else text + "\n")
+            return EXIT_OK
+        if args.action == "serve":
+            module = optional_module("tajo_braze.webhooks")
+            if module is None:
+                raise NotAvailableError("`tajo connectors serve` is not available yet in this version.")
+            return int(module.serve(connector, port=args.port, stream=out.stream))
         raise NotAvailableError(f"`tajo connectors {args.action}` is not available yet in this version.")
     finally:
         connector.close()

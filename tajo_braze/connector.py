@@ -44,10 +44,21 @@ from .ratelimit import RateLimiter
 from .state import StateStore
 from .sync import users as users_sync
 from .sync.context import NoProgress, Progress, SyncContext
+from .sync.registry import optional_module
 from .vault import Vault
 
 RESOURCES = ("users", "segments", "campaigns", "canvases", "events", "catalogs")
-AVAILABLE = {"users": users_sync}
+# Each resource is a module with `run(ctx) -> ResourceResult`; `users` has a second half for
+# Brevo -> Braze. A module that is not there yet makes its resource "not available yet".
+RESOURCE_MODULES = {
+    "users": "tajo_braze.sync.users",
+    "segments": "tajo_braze.sync.segments",
+    "campaigns": "tajo_braze.sync.campaigns",
+    "canvases": "tajo_braze.sync.canvases",
+    "events": "tajo_braze.sync.events",
+    "catalogs": "tajo_braze.sync.catalogs",
+}
+REVERSE_USERS_MODULE = "tajo_braze.sync.contacts"
 CREDENTIALS = ("braze_api_key", "brevo_api_key")
 LAST_CHECK = "connector:last_check"
 RATE_LIMITS = "connector:rate_limits"
@@ -356,19 +367,15 @@ class BrazeConnector:
             )
             status = "ok"
             try:
-                for resource in wanted:
-                    module = AVAILABLE.get(resource)
+                for resource, module_name, half in self._plan(wanted, direction):
+                    module = optional_module(module_name)
                     if module is None:
-                        skipped = ResourceResult(resource)
+                        skipped = ResourceResult(resource, direction=half)
                         skipped.notes.append("not available yet in this version; skipped")
                         results.append(skipped)
                         continue
-                    if resource == "users" and direction == "brevo_to_braze":
-                        skipped = ResourceResult(resource, direction="brevo_to_braze")
-                        skipped.notes.append("Brevo → Braze users is not available yet in this version; skipped")
-                        results.append(skipped)
-                        continue
-                    results.append(module.UsersSync(ctx).run())
+                    ctx.check_stop()
+                    results.append(module.run(ctx))
             except Interrupted:
                 status = "interrupted"
                 raise
@@ -390,15 +397,30 @@ class BrazeConnector:
                 raise UsageError(
                     f"Unknown resource(s): {', '.join(unknown)}.", fix=f"Choose from: {', '.join(RESOURCES)}."
                 )
-            missing = [r for r in resources if r not in AVAILABLE]
+            available = [r for r in RESOURCES if optional_module(RESOURCE_MODULES[r]) is not None]
+            missing = [r for r in resources if r not in available]
             if missing:
                 raise NotAvailableError(
                     f"Syncing {', '.join(missing)} is not available yet in this version.",
-                    fix=f"Available now: {', '.join(AVAILABLE)}.",
+                    fix=f"Available now: {', '.join(available)}.",
                 )
             return list(dict.fromkeys(resources))
         enabled = self.config.sync
         return [r for r in RESOURCES if getattr(enabled, r, False)]
+
+    @staticmethod
+    def _plan(wanted: Sequence[str], direction: str) -> list[tuple[str, str, str]]:
+        """(resource, module, direction) in run order: Braze -> Brevo first, then Brevo -> Braze."""
+        steps: list[tuple[str, str, str]] = []
+        for resource in wanted:
+            if resource == "users":
+                if direction in ("braze_to_brevo", "both"):
+                    steps.append(("users", RESOURCE_MODULES["users"], "braze_to_brevo"))
+                if direction in ("brevo_to_braze", "both"):
+                    steps.append(("users", REVERSE_USERS_MODULE, "brevo_to_braze"))
+            else:
+                steps.append((resource, RESOURCE_MODULES[resource], "braze_to_brevo"))
+        return steps
 
     def _summary(
         self, kind: str, dry_run: bool, results: list[ResourceResult], started: float, status: str
@@ -464,18 +486,58 @@ class BrazeConnector:
                 signal.signal(sig, handler)
 
     # ------------------------------------------------------------------ other hooks
+    def context(self, *, dry_run: bool = False, run_id: int | None = None) -> SyncContext:
+        """A context for work outside a sync run (webhook events, one-shot exports, retries)."""
+        cfg = self._effective()
+        braze, brevo = self._clients(cfg)
+        return SyncContext(
+            config=cfg, mapping=self.mapping, state=self.state, braze=braze, brevo=brevo,
+            braze_session=self._session("braze", cfg), logger=self._logger(cfg), work_dir=self._work_dir(),
+            run_id=run_id, dry_run=dry_run, direction=cfg.sync.direction, stop=self.stop, sleep=self._sleep,
+        )
+
     def export_segment(
         self, segment_id: str, target_list: int | None = None, include_attributes: Sequence[str] | None = None
     ) -> dict[str, Any]:
-        raise NotAvailableError(
-            "export_segment is not available yet in this version.",
-            fix="Use `tajo connectors sync braze --resources users` with sync.users_segment set to that segment.",
-        )
+        """One-shot export of a Braze segment into a Brevo list (created when `target_list` is None)."""
+        module = _required("tajo_braze.sync.segments", "export_segment")
+        with self.state.run_lock("export_segment"):
+            run_id = self.state.start_run("export_segment", {"segment_id": segment_id, "target_list": target_list})
+            status = "failed"
+            try:
+                result: dict[str, Any] = module.export_segment(
+                    self.context(run_id=run_id), segment_id, target_list=target_list,
+                    include_attributes=list(include_attributes) if include_attributes else None,
+                )
+                status = "ok"
+                return result
+            finally:
+                self.state.finish_run(run_id, status, {})
 
     def handle_event(self, source: str, event: Mapping[str, Any] | Sequence[Any]) -> dict[str, Any]:
+        """Forward one webhook payload (single or batched) from `braze` or `brevo`, exactly once."""
         if source not in ("braze", "brevo"):
             raise UsageError(f"Unknown event source '{source}'.", fix="Use --source braze or --source brevo.")
-        raise NotAvailableError("handle_event is not available yet in this version.")
+        module = _required("tajo_braze.events", "handle_event")
+        result: dict[str, Any] = module.handle_event(self.context(), source, event)
+        return result
+
+    def report(self, format: str = "html", since: str | None = None) -> str:
+        """The analytics report as text (HTML, CSV or JSON)."""
+        module = _required("tajo_braze.report", "the analytics report")
+        text: str = module.render_report(self.state, format=format, since=since)
+        return text
+
+    def retry_dead_letters(self, resource: str | None = None) -> dict[str, Any]:
+        """Try dead-lettered records again; those still refused stay, with their current reason."""
+        with self.state.run_lock("dead_letters"):
+            run_id = self.state.start_run("retry_dead_letters", {"resource": resource})
+            summary: dict[str, Any] = {}
+            try:
+                summary = users_sync.retry_dead_letters(self.context(run_id=run_id))
+                return summary
+            finally:
+                self.state.finish_run(run_id, "ok" if summary else "failed", summary)
 
     def status(self) -> dict[str, Any]:
         state = self.state
@@ -506,6 +568,13 @@ class BrazeConnector:
 
 
 # ---------------------------------------------------------------------- helpers
+def _required(module_name: str, what: str) -> Any:
+    module = optional_module(module_name)
+    if module is None:
+        raise NotAvailableError(f"{what} is not available yet in this version.")
+    return module
+
+
 class _CheckFailed(Exception):
     def __init__(self, cause: str, fix: str) -> None:
         super().__init__(cause)

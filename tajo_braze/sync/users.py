@@ -230,7 +230,7 @@ class ImportWriter:
                 ctx.state.set_value(PENDING_IMPORTS, pending)
                 if self.batch.rows:
                     ctx.state.add_members(f"users:import:{processes[0]}", (m.key for m in meta))
-            if position is not None:
+            if position is not None and position[0] >= 0:
                 checkpoint = ctx.state.get_value(CHECKPOINT)
                 if checkpoint is not None:
                     checkpoint["member"], checkpoint["line"] = position
@@ -287,6 +287,7 @@ class UsersSync:
         self.buffer_emails: dict[str, str] = {}
         self.buffer_sms: dict[str, str] = {}
         self.shared_phones = 0
+        self.accepted: list[str] | None = None  # filled only when retrying dead letters
 
     # -- setup
     def resolve_segment(self) -> str:
@@ -515,6 +516,8 @@ class UsersSync:
             before = previous.get(key)
             record = SentRecord(payload_digest(payload), payload.email, sms if isinstance(sms, str) else None,
                                 payload.email_blacklisted)
+            if self.accepted is not None:
+                self.accepted.extend((key, me))
             if before is not None and before.digest == record.digest and not ctx.full:
                 self.result.unchanged += 1
                 continue
@@ -707,3 +710,48 @@ def parse_since(value: str | date | datetime | None) -> date | None:
         return date.fromisoformat(value[:10])
     except ValueError as exc:
         raise UsageError(f"--since '{value}' is not a date.", fix="Use YYYY-MM-DD, e.g. --since 2024-01-01.") from exc
+
+
+def run(ctx: SyncContext) -> ResourceResult:
+    return UsersSync(ctx).run()
+
+
+def retry_dead_letters(ctx: SyncContext) -> dict[str, Any]:
+    """Fetch dead-lettered users again from Braze (by id, 50 per call), map and write those now valid.
+
+    A user still refused keeps its dead letter with the current reason and one more attempt.
+    """
+    sync = UsersSync(ctx)
+    sync.accepted = []
+    list_id = sync.users_list_id()
+    writer = ImportWriter(ctx, sync.result, list_id)
+    writer.before_commit = sync._flush_dead_letters
+    fields = sync.export_fields()
+    letters = list(ctx.state.iter_dead_letters(RESOURCE))
+    external_ids = sorted({str(d.record["external_id"]) for d in letters if d.record.get("external_id")})
+    emails = sorted({str(d.record["email"]) for d in letters if not d.record.get("external_id") and d.record.get("email")})
+    unreadable = [d.key for d in letters if not d.record.get("external_id") and not d.record.get("email")]
+    found: list[BrazeUser] = []
+    for start in range(0, len(external_ids), 50):
+        found.extend(ctx.braze.export_ids(external_ids=external_ids[start : start + 50], fields_to_export=fields).users)
+    for email in emails:
+        found.extend(ctx.braze.export_ids(email=email, fields_to_export=fields).users)
+    lines = [ExportLine(-1, i, orjson.dumps(dict(user.data))) for i, user in enumerate(found)]
+    for chunk in _chunks(lines, CHUNK_LINES):
+        sync._process_chunk(chunk, writer)
+    writer.flush(None)
+    sync._flush_dead_letters()
+    seen = {f"ext:{u.external_id}" for u in found if u.external_id} | {
+        f"braze:{u.braze_id}" for u in found if u.braze_id
+    }
+    gone = [d.key for d in letters if d.key.startswith(("ext:", "braze:")) and d.key not in seen]
+    resolved = ctx.state.resolve_dead_letters(RESOURCE, sync.accepted)
+    reconcile_imports(ctx, sync.result, wait=True)
+    return {
+        "retried": len(letters),
+        "written": sync.result.created + sync.result.updated,
+        "resolved": resolved,
+        "still_failing": ctx.state.count_dead_letters(RESOURCE),
+        "not_in_braze_anymore": len(gone),
+        "not_retryable": len(unreadable),
+    }

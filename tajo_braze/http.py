@@ -338,9 +338,15 @@ def _headline_and_fix(
     if issubclass(cls, RateLimited):
         wait = failure.retry_after
         when = f"in about {wait:.0f} s" if wait is not None else "in a few minutes"
-        return (
+        headline = (
             f"{label} is rate-limiting {method} {path} (429) and the retry budget ran out after "
-            f"{attempts} attempt{'s' if attempts != 1 else ''}; retry {when}.",
+            f"{attempts} attempt{'s' if attempts != 1 else ''}; retry {when}."
+            if status is not None
+            else f"{method} {path} was not sent: {label}'s rate limit for it resets only {when}, "
+            "beyond the retry budget."
+        )
+        return (
+            headline,
             f"Rerun {when}: the sync resumes where it stopped. If it keeps happening, other "
             f"integrations share this {label} key's limits: lower the batch size or ask {label} to "
             "raise the limit.",
@@ -672,7 +678,9 @@ class ApiSession:
         while True:
             attempt += 1
             if buckets:
-                self._limiter.acquire(buckets)
+                self._wait_for_limiter(
+                    buckets, budget=policy.max_total_wait_s - waited, method=method, path=logged_path
+                )
             self._count(count_key)
             started = time.monotonic()
             try:
@@ -776,6 +784,24 @@ class ApiSession:
             self._sleep(wait)
             waited += wait
             self._bump(retry=True)
+
+    def _wait_for_limiter(self, buckets: Sequence[str], *, budget: float, method: str, path: str) -> None:
+        """Acquire the buckets, unless that would block longer than the retry budget allows.
+
+        After a 429 whose reset is an hour away (Brevo's hourly buckets, Braze's shared default),
+        every later call would otherwise sleep silently inside `acquire`; raising RateLimited
+        lets the caller stop and resume later instead.
+        """
+        estimate = self._limiter.wait_estimate(buckets)
+        if estimate > max(budget, 0.0):
+            raise self._build_error(
+                _Failure(cls=RateLimited, retry_after=estimate, reason="held back by the rate limiter"),
+                method=method,
+                path=path,
+                permission=None,
+                attempts=0,
+            )
+        self._limiter.acquire(buckets)
 
     @staticmethod
     def _read_error_body(response: requests.Response, *, stream: bool) -> bytes:

@@ -131,6 +131,13 @@ class RateLimiter:
             # Sleep outside the lock so other threads can check buckets that are free.
             self._sleep(wait)
 
+    def wait_estimate(self, names: Sequence[str]) -> float:
+        """Seconds an `acquire(names)` made now would wait (nothing is recorded)."""
+        states = [self._state(name) for name in dict.fromkeys(names)]
+        with self._lock:
+            now = self._clock()
+            return max((state.wait_needed(now) for state in states), default=0.0)
+
     def observe(
         self, name: str, *, limit: int | None, remaining: int | None, reset_in_s: float | None
     ) -> None:

@@ -75,12 +75,14 @@ class BrazeConnector:
         log_stream: IO[str] | None = None,
         progress: Callable[[], Progress] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._env = dict(os.environ if env is None else env)
         self.config = config if isinstance(config, Config) else load_config(config, env=self._env)
         self._log_stream = log_stream
         self._progress_factory = progress or NoProgress
         self._sleep = sleep
+        self._clock = clock
         self._state: StateStore | None = None
         self._mapping: CompiledMapping | None = None
         self._sessions: dict[str, ApiSession] = {}
@@ -363,7 +365,7 @@ class BrazeConnector:
                 config=cfg, mapping=mapping, state=state, braze=braze, brevo=brevo,
                 braze_session=self._session("braze", cfg), logger=self._logger(cfg), work_dir=self._work_dir(),
                 run_id=run_id, full=type == "full", dry_run=dry_run, since=since_date, batch_size=batch_size,
-                direction=direction, progress=progress, stop=self.stop, sleep=self._sleep,
+                direction=direction, progress=progress, stop=self.stop, sleep=self._sleep, clock=self._clock,
             )
             status = "ok"
             try:
@@ -494,6 +496,7 @@ class BrazeConnector:
             config=cfg, mapping=self.mapping, state=self.state, braze=braze, brevo=brevo,
             braze_session=self._session("braze", cfg), logger=self._logger(cfg), work_dir=self._work_dir(),
             run_id=run_id, dry_run=dry_run, direction=cfg.sync.direction, stop=self.stop, sleep=self._sleep,
+            clock=self._clock,
         )
 
     def export_segment(

@@ -678,7 +678,7 @@ class ApiSession:
         while True:
             attempt += 1
             if buckets:
-                self._wait_for_limiter(
+                waited += self._wait_for_limiter(
                     buckets, budget=policy.max_total_wait_s - waited, method=method, path=logged_path
                 )
             self._count(count_key)
@@ -767,9 +767,11 @@ class ApiSession:
                 vendor_code=_vendor_code(_parse_json(error_body)),
                 retry_after=wait if throttled else None,
             )
-            if throttled and bucket is not None:
-                # Other threads hold back too: nothing on this bucket is served before the reset.
-                self._limiter.block_until(bucket, wait)
+            blocked_bucket = bucket if throttled else None
+            if blocked_bucket is not None:
+                # Every thread holds back, not only this one: nothing on this bucket goes out
+                # before the reset. The next `acquire` does the waiting, on the limiter's clock.
+                self._limiter.block_until(blocked_bucket, wait)
             if not retryable or attempt >= policy.max_attempts or waited + wait > policy.max_total_wait_s:
                 raise self._build_error(
                     failure,
@@ -781,12 +783,14 @@ class ApiSession:
                     host=host,
                 )
             self._retry_log(logged_path, method, attempt, wait, f"HTTP {status}")
-            self._sleep(wait)
-            waited += wait
+            if blocked_bucket is None:
+                self._sleep(wait)
+                waited += wait
             self._bump(retry=True)
 
-    def _wait_for_limiter(self, buckets: Sequence[str], *, budget: float, method: str, path: str) -> None:
-        """Acquire the buckets, unless that would block longer than the retry budget allows.
+    def _wait_for_limiter(self, buckets: Sequence[str], *, budget: float, method: str, path: str) -> float:
+        """Acquire the buckets and return the seconds waited, unless that would block longer
+        than the retry budget allows.
 
         After a 429 whose reset is an hour away (Brevo's hourly buckets, Braze's shared default),
         every later call would otherwise sleep silently inside `acquire`; raising RateLimited
@@ -801,7 +805,7 @@ class ApiSession:
                 permission=None,
                 attempts=0,
             )
-        self._limiter.acquire(buckets)
+        return self._limiter.acquire(buckets)
 
     @staticmethod
     def _read_error_body(response: requests.Response, *, stream: bool) -> bytes:

@@ -545,6 +545,43 @@ def test_429_whose_wait_exceeds_the_budget_is_raised_at_once(
     assert limiter.blocked == [("x.hour", 2400.05)]  # later calls hold back too
 
 
+def test_a_later_call_on_a_blocked_bucket_fails_fast_instead_of_hanging(
+    rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
+    rsps.add(
+        responses.GET, f"{BREVO}/account", status=429, json={}, headers={"x-sib-ratelimit-reset": "2400"}
+    )
+    session, _ = make_session("brevo", clock=clock, retry=RetryPolicy(max_total_wait_s=60.0))
+    with pytest.raises(RateLimited):
+        session.request("GET", "/account", buckets=["x.hour"])
+
+    with pytest.raises(RateLimited) as caught:
+        session.request("GET", "/webhooks", buckets=["x.hour"])  # never sent: no mock is registered
+
+    assert caught.value.retry_after == pytest.approx(2400.05)
+    assert "was not sent" in caught.value.user_message
+    assert clock.sleeps == []
+    assert len(rsps.calls) == 1
+
+
+def test_a_429_wait_is_shared_with_other_calls_on_the_bucket(
+    rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
+    rsps.add(
+        responses.GET,
+        f"{BRAZE}/a",
+        status=429,
+        json={},
+        headers={"X-RateLimit-Reset": str(int(NOW_EPOCH) + 30)},
+    )
+    session, limiter = make_session(clock=clock, retry=RetryPolicy(max_attempts=1))
+    with pytest.raises(RateLimited):
+        session.request("GET", "/a", buckets=["x.minute"])
+
+    assert limiter.wait_estimate(["x.minute"]) == pytest.approx(30.05)
+    assert limiter.wait_estimate(["x.hour"]) == 0.0
+
+
 def test_5xx_is_retried_with_backoff_up_to_max_attempts(
     rsps: responses.RequestsMock, clock: FakeClock
 ) -> None:

@@ -82,9 +82,15 @@ class ApiError(ConnectorError):
         method: str = "",
         path: str = "",
         fix: str = "",
+        maybe_applied: bool = False,
     ) -> None:
         detail = f"{api} {method} {path} -> {status} request_id={request_id} body={body_excerpt!r}"
+        if maybe_applied:
+            detail += " maybe_applied=true"
         super().__init__(user_message, detail=detail, fix=fix)
+        # True when the request may have been processed although no answer arrived (5xx, read
+        # timeout, dropped connection on a non-idempotent call): a caller must not blindly replay it.
+        self.maybe_applied = maybe_applied
         self.api = api
         self.status = status
         self.request_id = request_id

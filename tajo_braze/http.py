@@ -1,4 +1,4 @@
-"""The one way tajo-braze talks HTTP: pooled sessions, rate limiting, retries, error translation, audit.
+"""The one way tajo-braze talks HTTP: pooled connections, rate limiting, retries, error translation, audit.
 
 An `ApiSession` per API key wraps a `requests.Session`. Every attempt first waits for the
 `RateLimiter`, then feeds the response's rate-limit headers back to it. Only what is safe to
@@ -224,12 +224,19 @@ def check_url_safe(url: str, *, what: str) -> None:
     raise ValueError(f"{what} must use https (plain http is allowed only on loopback): {mask_url(url)}")
 
 
+def host_of(url: str) -> str:
+    """Host and port of a URL, never its user-info (which may hold credentials)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
 def mask_url(url: str) -> str:
     """Scheme, host and path only: query strings of export URLs carry signatures."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    return f"{parts.scheme}://{host_of(url)}{parts.path}"
 
 
 # ----------------------------------------------------------------- responses
@@ -380,7 +387,7 @@ def _headline_and_fix(
 
 _PERMANENT_DEFAULT: tuple[str, Mapping[str, str]] = (
     "{label} rejected {method} {path} as invalid (HTTP {status}).",
-    {"*": "Read {label}'s message below; if the data looks right, report it with the request id."},
+    {"*": "See what {label} said; if the data looks right, report it with the request id."},
 )
 _PERMANENT_TEXT: Mapping[int, tuple[str, Mapping[str, str]]] = MappingProxyType(
     {
@@ -432,9 +439,9 @@ def _classify_exception(exc: requests.RequestException) -> _ConnectionProblem:
     return _ConnectionProblem(f"request failed ({type(exc).__name__})", sent=False, fatal=True)
 
 
-# ----------------------------------------------------------------- the session
+# ----------------------------------------------------------------- ApiSession
 class ApiSession:
-    """One API key's HTTP session: base URL, auth, pool, limiter, retries, audit log."""
+    """What one API key needs to talk HTTP: base URL, auth, pooled connections, limiter, retries, audit."""
 
     def __init__(
         self,
@@ -459,7 +466,7 @@ class ApiSession:
         check_url_safe(base_url, what=f"{API_LABELS[api]} base URL")
         self.api: ApiName = api
         self.base_url = base_url.rstrip("/")
-        self.host = urlsplit(self.base_url).netloc
+        self.host = host_of(self.base_url)
         self._auth_headers = dict(auth_headers)
         self._limiter = limiter
         self._retry = retry
@@ -561,7 +568,7 @@ class ApiSession:
             status=response.status_code,
             headers=response.headers,
             data=_parse_json(content),
-            text=content.decode(response.encoding or "utf-8", errors="replace"),
+            text=content.decode("utf-8", errors="replace"),  # both APIs speak UTF-8 JSON
             request_id=self._request_id(response.headers),
             elapsed_s=elapsed,
             method=method,
@@ -599,7 +606,7 @@ class ApiSession:
         """
         check_url_safe(url, what="export URL")
         logged_path = mask_url(url)
-        self._count(f"GET {urlsplit(url).netloc}")
+        self._count(f"GET {host_of(url)}")
         started = time.monotonic()
         try:
             with self._session.get(
@@ -621,7 +628,7 @@ class ApiSession:
                 path=logged_path,
                 permission=None,
                 attempts=1,
-                host=urlsplit(url).netloc,
+                host=host_of(url),
             ) from None
         self._audit(logged_path, "GET", status, started, request_id, 1)
         return status
@@ -871,21 +878,20 @@ class ApiSession:
             "method": method,
             "path": path,
             "fix": fix,
+            "maybe_applied": maybe_applied,
         }
         error: ApiError
         if issubclass(failure.cls, RateLimited):
             error = RateLimited(message, retry_after=failure.retry_after, **kwargs)
         else:
             error = failure.cls(message, **kwargs)
-        if maybe_applied:
-            error.detail += " maybe_applied=true"
         if failure.reason:
             error.detail += f" reason={failure.reason}"
         return error
 
     # ------------------------------------------------------------- streaming
     def _stream(self, url: str, *, max_bytes: int, chunk_size: int) -> Iterator[bytes]:
-        host = urlsplit(url).netloc
+        host = host_of(url)
         logged_path = mask_url(url)
         response, _ = self._send_with_retries(
             "GET",

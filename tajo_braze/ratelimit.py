@@ -20,6 +20,10 @@ from dataclasses import dataclass
 # sees more requests than ours did.
 TRANSIT_PADDING_S = 0.05
 CLOCK_EPSILON_S = 1e-6
+# The longest reset a server's header is believed for. Headers may describe a longer window than
+# the bucket they are filed under (an hourly quota seen on a per-second bucket), but no vendor
+# window we use is longer than an hour; beyond that a reset is more likely clock skew.
+MAX_SERVER_RESET_S = 3600.0 + 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +165,8 @@ class RateLimiter:
                 # older, stricter server view since this answer is newer.
                 state.server_budget = None
                 return
-            horizon = state.window if reset_in_s is None else min(max(reset_in_s, 0.0), state.window)
+            longest = max(state.window, MAX_SERVER_RESET_S)
+            horizon = state.window if reset_in_s is None else min(max(reset_in_s, 0.0), longest)
             state.server_budget = remaining
             state.server_reset_at = now + horizon
 

@@ -158,7 +158,9 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION: int = len(MIGRATIONS)
 
 RUN_STATUSES = frozenset({"ok", "partial", "failed", "interrupted"})
-EVENT_STATUSES = frozenset({"forwarded", "failed", "ignored"})
+# failed = not applied, retried; unknown = a non-idempotent send may or may not have landed (never
+# resent automatically); rejected = refused by the vendor or unusable (dead-lettered, not retried).
+EVENT_STATUSES = frozenset({"forwarded", "failed", "ignored", "unknown", "rejected"})
 METRIC_KINDS = frozenset({"campaign", "canvas", "segment"})
 
 RESET_FIX = "delete it to start over; cursors and fingerprints will be rebuilt by a full sync"
@@ -1106,6 +1108,18 @@ class StateStore:
                 "SELECT purchase_id FROM purchases WHERE status = 'claimed' ORDER BY claimed_at, purchase_id"
             ).fetchall()
         return [row[0] for row in rows]
+
+    def release_purchases(self, purchase_ids: Iterable[str]) -> int:
+        """Drop claims whose send certainly did not land (refused, throttled, never connected), so
+        they can be claimed again; a purchase confirmed sent is never released. Returns how many."""
+        released = 0
+        with self._writing("releasing purchase claims") as connection:
+            for chunk in _chunks(purchase_ids, WRITE_CHUNK):
+                released += connection.executemany(
+                    "DELETE FROM purchases WHERE purchase_id = ? AND status = 'claimed'",
+                    [(purchase_id,) for purchase_id in chunk],
+                ).rowcount
+        return released
 
     # ------------------------------------------------------------ analytics
     def upsert_metrics(self, rows: Iterable[MetricRow]) -> int:

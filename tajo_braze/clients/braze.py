@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -155,6 +156,30 @@ def next_link_cursor(link_header: str | None) -> str | None:
             cursors = parse_qs(urlsplit(part.group("url").strip()).query).get("cursor")
             return cursors[0] if cursors else None
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogInfo:
+    """One catalog of GET /catalogs: its declared fields (in order), size and last change."""
+
+    name: str
+    fields: tuple[tuple[str, str], ...]  # (field name, type) as the catalog defines them
+    num_items: int
+    updated_at: str | None
+
+
+def parse_catalog(raw: Mapping[str, Any]) -> CatalogInfo:
+    fields = tuple(
+        (str(f["name"]), str(f.get("type") or ""))
+        for f in _items(raw, "fields")
+        if isinstance(f, Mapping) and f.get("name")
+    )
+    return CatalogInfo(
+        name=str(raw.get("name") or ""),
+        fields=fields,
+        num_items=_int(raw.get("num_items")),
+        updated_at=_str_or_none(raw.get("updated_at")),
+    )
 
 
 class BrazeClient:
@@ -589,3 +614,30 @@ class BrazeClient:
             if cursor is not None:
                 seen.add(cursor)
             cursor = next_cursor
+
+    def list_catalogs(self) -> list[CatalogInfo]:
+        """GET /catalogs: every catalog of the workspace with its fields, size and last change."""
+        response = self._get("/catalogs", bucket=BUCKET_CATALOG_SYNC, permission="catalogs.get")
+        return [parse_catalog(raw) for raw in _items(_body(response), "catalogs") if isinstance(raw, Mapping)]
+
+    def get_catalog_item(self, name: str, item_id: str) -> dict[str, Any] | None:
+        """GET /catalogs/{name}/items/{id}; None when the catalog has no such item.
+
+        A missing catalog is still an error: "no such item" must never be inferred from it.
+        """
+        response = self._session.request(
+            "GET",
+            f"/catalogs/{quote(name, safe='')}/items/{quote(item_id, safe='')}",
+            buckets=(BUCKET_CATALOG_SYNC,),
+            permission="catalogs.get_item",
+            expected=(404,),
+            endpoint="/catalogs/{name}/items/{id}",
+        )
+        body = _body(response)
+        if response.status == 404:
+            ids = {str(e.get("id")) for e in _items(body, "errors") if isinstance(e, Mapping)}
+            if "item-not-found" in ids:
+                return None
+            raise self._session.error_from(response, permission="catalogs.get_item")
+        items = [dict(item) for item in _items(body, "items") if isinstance(item, Mapping)]
+        return items[0] if items else None

@@ -36,6 +36,7 @@ PROCESSES_PAGE_MAX = 50
 IMPORT_BODY_SAFE_BYTES = 8 * 1024 * 1024
 IMPORT_BODY_MAX_BYTES = 10 * 1024 * 1024
 PRODUCTS_BATCH_MAX = 100
+PRODUCTS_PAGE_MAX = 1000
 # Offset paging by creation date shifts when contacts change mid-crawl; remembering this many
 # recent ids catches the duplicates a shift causes while keeping memory flat.
 DEDUPE_WINDOW = 20_000
@@ -83,7 +84,7 @@ _TIMESTAMP = re.compile(
 )
 
 
-# ----------------------------------------------------------------- parsing helpers
+# ----------------------------------------------------------------- parsing
 def parse_timestamp(value: Any) -> datetime | None:
     """An aware datetime from Brevo's timestamps: `Z`, `+02:00`, `+0200`, any fraction length.
 
@@ -431,8 +432,15 @@ class BrevoClient:
 
     # ------------------------------------------------------------- lists and folders
     def _iter_offset(
-        self, path: str, key: str, *, limit: int, params: Mapping[str, Any] | None = None
+        self,
+        path: str,
+        key: str,
+        *,
+        limit: int,
+        params: Mapping[str, Any] | None = None,
+        endpoint: str | None = None,
     ) -> Iterator[Any]:
+        """Offset paging of /contacts/* collections until a short page (or a repeated one)."""
         offset = 0
         previous: list[Any] | None = None
         while True:
@@ -443,6 +451,7 @@ class BrevoClient:
                     buckets=CONTACTS,
                     permission=PERM_CONTACTS,
                     params={**(params or {}), "limit": limit, "offset": offset},
+                    endpoint=endpoint,
                 )
             )
             items = [item for item in _items(body, key) if isinstance(item, Mapping)]
@@ -502,7 +511,11 @@ class BrevoClient:
             raise ValueError(f"list members: limit must be 1..{LIST_MEMBERS_PAGE_MAX}, got {limit}")
         recent = _RecentIds()
         for raw in self._iter_offset(
-            f"/contacts/lists/{int(list_id)}/contacts", "contacts", limit=limit, params={"sort": "asc"}
+            f"/contacts/lists/{int(list_id)}/contacts",
+            "contacts",
+            limit=limit,
+            params={"sort": "asc"},
+            endpoint="/contacts/lists/{id}/contacts",
         ):
             contact = parse_contact(raw)
             if recent.add(contact.id):
@@ -533,6 +546,7 @@ class BrevoClient:
             permission=PERM_CONTACTS,
             json={kind: values},
             expected=(400,),
+            endpoint=f"/contacts/lists/{{id}}/contacts/{action}",
         )
         if response.status == 400:
             # "Contact already in list and/or does not exist": nothing changed, not a failure of the call.
@@ -675,3 +689,22 @@ class BrevoClient:
             json={"products": [dict(p) for p in products], "updateEnabled": True},
         )
         return dict(_body(response))
+
+    def get_products(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """GET /products?ids=…: the products Brevo holds among `ids` (deleted ones included), by id."""
+        if len(ids) > PRODUCTS_PAGE_MAX:
+            raise ValueError(f"GET /products: at most {PRODUCTS_PAGE_MAX} ids, got {len(ids)}")
+        if not ids:
+            return {}
+        body = _body(
+            self._call(
+                "GET",
+                "/products",
+                buckets=PRODUCTS,
+                permission=PERM_ECOMMERCE,
+                params={"ids": ",".join(ids), "limit": PRODUCTS_PAGE_MAX, "offset": 0},
+            )
+        )
+        return {
+            str(p["id"]): dict(p) for p in _items(body, "products") if isinstance(p, Mapping) and p.get("id")
+        }

@@ -611,6 +611,13 @@ class BrazeApp:
                 "catalog_sync",
                 "catalogs.get_items",
             ),
+            (
+                "GET",
+                "/catalogs/{catalog_name}/items/{item_id}",
+                self._catalog_item,
+                "catalog_sync",
+                "catalogs.get_item",
+            ),
             ("GET", "/events/list", self._events_list, "events_list", "events.list"),
         )
         for method, path, handler, bucket, permission in routes:
@@ -1766,6 +1773,20 @@ class BrazeApp:
             if links:
                 headers["Link"] = ",".join(links)
         return _json(200, {"items": page, "message": "success"}, headers)
+
+    def _catalog_item(self, req: Request, params: dict[str, str]) -> Response:
+        name, item_id = unquote(params["catalog_name"]), unquote(params["item_id"])
+        with self._lock:
+            catalog = self.world.catalogs.get(name)
+            if catalog is None:
+                raise self._catalog_error(
+                    404, "catalog-not-found", "Could not find catalog", "catalog_name", name
+                )
+            item = catalog["items"].get(item_id)
+            if item is None:
+                raise self._catalog_error(404, "item-not-found", "Could not find item", "item_id", item_id)
+            found = copy_json(item)
+        return _json(200, {"items": [found], "message": "success"})
 
     @staticmethod
     def _cursor(skip: int) -> str:

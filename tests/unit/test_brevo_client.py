@@ -107,7 +107,7 @@ def contact(i: int, **extra: Any) -> dict[str, Any]:
     }
 
 
-# ----------------------------------------------------------------- parsing helpers
+# ----------------------------------------------------------------- parsing
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
@@ -511,6 +511,7 @@ def test_iter_list_members_pages_and_parses(rsps: responses.RequestsMock, client
     members = list(client.iter_list_members(10, limit=2))
 
     assert [m.ext_id for m in members] == ["u1", "u2", "u3"]
+    assert client.session.call_counts == {"GET /contacts/lists/{id}/contacts": 2}
     with pytest.raises(ValueError):
         list(client.iter_list_members(10, limit=501))
 
@@ -537,6 +538,10 @@ def test_add_to_list_parses_with_and_without_the_contacts_wrapper(
         ("a@x.io",), ("b@x.io",)
     )
     assert client.remove_from_list(10, ids=[1, 2]) == ListMembershipResult(("1", "2"), ())
+    assert client.session.call_counts == {
+        "POST /contacts/lists/{id}/contacts/add": 1,
+        "POST /contacts/lists/{id}/contacts/remove": 1,
+    }
 
 
 def test_add_to_list_already_in_list_is_a_result_not_an_error(

@@ -32,6 +32,8 @@ from tajo_braze.http import (
     backoff_delay,
     error_class_for,
     full_jitter,
+    host_of,
+    mask_url,
     parse_rate_limit_headers,
     parse_retry_after,
 )
@@ -132,7 +134,7 @@ def refused() -> requests.exceptions.ConnectionError:
     return requests.exceptions.ConnectionError(MaxRetryError(None, "/", reason))  # type: ignore[arg-type]
 
 
-# ----------------------------------------------------------------- pure helpers
+# ----------------------------------------------------------------- pure functions
 class _TopRng(random.Random):
     def uniform(self, a: float, b: float) -> float:
         return b
@@ -214,6 +216,14 @@ def test_base_url_must_be_https_unless_loopback(url: str, clock: FakeClock) -> N
 def test_loopback_http_and_https_are_accepted(url: str, clock: FakeClock) -> None:
     session, _ = make_session(clock=clock, base_url=url)
     assert session.base_url == url.rstrip("/")
+
+
+def test_urls_in_messages_drop_user_info_and_query() -> None:
+    assert host_of("https://user:pa55word@bucket.example:8443/x?sig=1") == "bucket.example:8443"
+    assert host_of("http://[::1]:9000/braze") == "[::1]:9000"
+    assert mask_url("https://user:pa55word@bucket.example/seg/x.zip?X-Amz-Signature=s") == (
+        "https://bucket.example/seg/x.zip"
+    )
 
 
 # ----------------------------------------------------------------- requests
@@ -756,7 +766,7 @@ def test_bodies_are_logged_on_request_truncated_and_masked(
         responses.POST, f"{BREVO}/contacts/import", status=202, body=f'{{"echo":"{BREVO_KEY}","processId":3}}'
     )
     stream = io.StringIO()
-    # The logger is given no secrets: the session masks what it writes on its own.
+    # The logger is given no secrets: ApiSession masks what it writes on its own.
     session, _ = make_session("brevo", clock=clock, logger=make_logger(stream=stream), log_bodies=True)
 
     session.request(
@@ -839,7 +849,7 @@ def test_probe_url_reports_status_with_a_ranged_get(rsps: responses.RequestsMock
     assert "Authorization" not in sent
 
 
-def test_session_repr_hides_the_key(clock: FakeClock) -> None:
+def test_repr_hides_the_key(clock: FakeClock) -> None:
     session, _ = make_session(clock=clock)
     assert BRAZE_KEY not in repr(session)
     assert "rest.iad-01.braze.com" in repr(session)

@@ -132,6 +132,25 @@ def test_observe_with_low_remaining_slows_us_down_until_the_server_reset() -> No
     assert limiter.acquire(["b"]) == 0.0
 
 
+def test_observe_believes_a_reset_longer_than_the_bucket_window() -> None:
+    # An hourly quota reported on a per-second bucket: 1 call left for 30 minutes.
+    clock = FakeClock()
+    limiter = RateLimiter([Bucket("s", 10, 1.0)], clock=clock, sleep=clock.sleep)
+    limiter.acquire(["s"])
+    limiter.observe("s", limit=36000, remaining=1, reset_in_s=1800.0)
+
+    assert limiter.acquire(["s"]) == 0.0
+    assert limiter.acquire(["s"]) == pytest.approx(1800.0)
+
+
+def test_observe_caps_an_implausible_reset() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([Bucket("s", 10, 1.0)], clock=clock, sleep=clock.sleep)
+    limiter.observe("s", limit=None, remaining=0, reset_in_s=86_400.0)  # skewed clock, say
+
+    assert limiter.wait_estimate(["s"]) == pytest.approx(3660.0)
+
+
 def test_observe_with_zero_remaining_and_no_reset_waits_one_window() -> None:
     clock = FakeClock()
     bucket = Bucket("b", 100, 10.0)

@@ -152,7 +152,7 @@ def render_checks(checks: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def render_sync(summary: dict[str, Any]) -> str:
+def render_sync(summary: dict[str, Any], *, show_calls: bool = True) -> str:
     head = f"{'Dry run' if summary['dry_run'] else 'Sync'} ({summary['type']}): {summary['status']}"
     lines = [head]
     for r in summary["resources"]:
@@ -173,7 +173,7 @@ def render_sync(summary: dict[str, Any]) -> str:
                 changes = ", ".join(f"{k}: {v['from']!r} → {v['to']!r}" for k, v in list(diff["changes"].items())[:6])
                 lines.append(f"      {diff['action']} {diff['key']}: {changes}")
     calls = summary.get("api_calls") or {}
-    if calls:
+    if calls and show_calls:
         lines.append("  API calls: " + ", ".join(f"{k} ×{v}" for k, v in sorted(calls.items())))
     if summary["failed"]:
         lines.append(f"  {summary['failed']} record(s) dead-lettered: `tajo connectors dead-letters braze`")

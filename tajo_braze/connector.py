@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -30,7 +30,6 @@ from .errors import (
     ConnectorError,
     Interrupted,
     NotAvailableError,
-    PermanentApiError,
     PermissionDenied,
     Problem,
     RateLimited,
@@ -265,9 +264,7 @@ class BrazeConnector:
             return f"{len(first)} segment(s) visible"
 
         def tracking() -> str:
-            # A 400 for an empty body still proves the key may call /users/track.
-            with suppress(PermanentApiError):
-                braze.track()
+            braze.probe_track_permission()
             return "the key may write users, events and purchases"
 
         probes: list[tuple[str, Callable[[], str]]] = [

@@ -18,6 +18,7 @@ import yaml
 from .cli import render_checks, render_sync
 from .connector import BrazeConnector
 from .sandbox import Sandbox
+from .sync.users import FINGERPRINTS
 
 CHANGED_USERS = 7
 
@@ -40,11 +41,13 @@ def demo_config(sandbox: Sandbox, workdir: Path) -> dict[str, Any]:
     }
 
 
-def change_users(sandbox: Sandbox, count: int) -> list[str]:
-    """Change `count` users the way an app would, through the sandbox's admin door."""
+def change_users(sandbox: Sandbox, connector: BrazeConnector, count: int) -> list[str]:
+    """Change `count` users already in Brevo, the way an app would, through the sandbox's admin door."""
     listing = requests.get(f"{sandbox.admin_url}/braze/users", params={"offset": 0, "limit": 200}, timeout=10)
     listing.raise_for_status()
-    users = [u for u in listing.json()["users"] if u.get("external_id") and u.get("email") and "@" in u["email"]]
+    candidates = [u for u in listing.json()["users"] if u.get("external_id")]
+    synced = connector.state.get_fingerprints(FINGERPRINTS, [f"ext:{u['external_id']}" for u in candidates])
+    users = [u for u in candidates if f"ext:{u['external_id']}" in synced]
     picked = users[10 : 10 + count]
     changes = [
         {"external_id": u["external_id"], "first_name": f"{u.get('first_name') or 'User'} (renamed)",
@@ -79,15 +82,15 @@ def run_demo(stream: IO[str], *, users: int = 2000, as_json: bool = False) -> in
             say("\n3. full sync (Braze users -> Brevo contacts)")
             full = connector.sync(type="full", resources=["users"])
             report["full_sync"] = full
-            say("   " + render_sync(full).replace("\n", "\n   "))
+            say("   " + render_sync(full, show_calls=False).replace("\n", "\n   "))
 
-            changed = change_users(sandbox, CHANGED_USERS)
+            changed = change_users(sandbox, connector, CHANGED_USERS)
             say(f"\n4. {len(changed)} users changed in Braze: {', '.join(changed)}")
 
             say("\n5. incremental sync")
             incremental = connector.sync(resources=["users"])
             report["incremental_sync"] = incremental
-            say("   " + render_sync(incremental).replace("\n", "\n   "))
+            say("   " + render_sync(incremental, show_calls=False).replace("\n", "\n   "))
 
             say("\n6. status")
             status = connector.status()

@@ -606,7 +606,7 @@ class ApiSession:
         """
         check_url_safe(url, what="export URL")
         logged_path = mask_url(url)
-        self._count(f"GET {host_of(url)}")
+        self._count("GET <export URL>")
         started = time.monotonic()
         try:
             with self._session.get(

@@ -222,6 +222,22 @@ class BrazeClient:
         )
 
     # ------------------------------------------------------------- users
+    def probe_track_permission(self) -> None:
+        """POST /users/track with nothing to write: proves the key may write without changing anyone.
+
+        Braze checks the key and its permission before the body, so 401/403 surface as errors while
+        an empty body's 201 or 400 both mean "allowed".
+        """
+        self._session.request(
+            "POST",
+            "/users/track",
+            buckets=(BUCKET_USERS_TRACK,),
+            permission="users.track",
+            data=b'{"attributes":[]}',
+            headers={"Content-Type": "application/json"},
+            expected=(400,),
+        )
+
     def track(
         self,
         *,
@@ -321,6 +337,29 @@ class BrazeClient:
             bucket=BUCKET_USER_LIFECYCLE,
             permission="users.delete",
             json={"external_ids": list(external_ids)},
+        )
+        return _int(_body(response).get("deleted"))
+
+    def delete_users_by(
+        self, *, user_aliases: Sequence[Mapping[str, str]] = (), braze_ids: Sequence[str] = ()
+    ) -> int:
+        """POST /users/delete by user aliases or by braze_ids (one kind per request, at most 50)."""
+        if user_aliases and braze_ids:
+            raise ValueError("/users/delete takes one identifier type per request")
+        _count_at_most("/users/delete user_aliases", user_aliases, DELETE_MAX)
+        _count_at_most("/users/delete braze_ids", braze_ids, DELETE_MAX)
+        if user_aliases:
+            payload: dict[str, Any] = {
+                "user_aliases": [
+                    {"alias_name": a["alias_name"], "alias_label": a["alias_label"]} for a in user_aliases
+                ]
+            }
+        elif braze_ids:
+            payload = {"braze_ids": list(braze_ids)}
+        else:
+            return 0
+        response = self._post(
+            "/users/delete", bucket=BUCKET_USER_LIFECYCLE, permission="users.delete", json=payload
         )
         return _int(_body(response).get("deleted"))
 

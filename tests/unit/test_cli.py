@@ -101,7 +101,10 @@ def test_config_error_exits_2_with_file_and_line(tmp_path: Path) -> None:
     assert f"{cfg}:5" in error and "sync" in error
 
 
-def test_not_yet_available_action_exits_2(tmp_path: Path) -> None:
+def test_a_capability_missing_from_this_version_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tajo_braze.connector as connector_module
+
+    monkeypatch.setattr(connector_module, "optional_module", lambda name: None)
     cfg = tmp_path / "tajo.yaml"
     cfg.write_text(
         "connectors:\n  braze:\n    instance_url: rest.iad-01.braze.com\n"

@@ -85,7 +85,9 @@ class BrazeConnector:
         self._state: StateStore | None = None
         self._mapping: CompiledMapping | None = None
         self._sessions: dict[str, ApiSession] = {}
-        self._limiters = {"braze": RateLimiter(BRAZE_BUCKETS, sleep=sleep), "brevo": RateLimiter(BREVO_BUCKETS, sleep=sleep)}
+        # An injected clock (tests) drives the limiters too, so waits and windows agree with it.
+        timing: dict[str, Any] = {"sleep": sleep} if clock is time.time else {"sleep": sleep, "clock": clock}
+        self._limiters = {"braze": RateLimiter(BRAZE_BUCKETS, **timing), "brevo": RateLimiter(BREVO_BUCKETS, **timing)}
         self.stop = threading.Event()
 
     # ------------------------------------------------------------------ building blocks
@@ -347,6 +349,7 @@ class BrazeConnector:
             raise UsageError("--batch-size must be a positive number.")
         wanted = self._resources(resources)
         since_date = users_sync.parse_since(since)
+        self.stop.clear()  # a stop asked of an earlier run does not stop this one
         cfg = self._effective()
         mapping = self.mapping
         braze, brevo = self._clients(cfg)
@@ -561,6 +564,7 @@ class BrazeConnector:
             "cursors": state.cursors(),
             "rate_limits": state.get_value(RATE_LIMITS) or {},
             "dead_letters": state.count_dead_letters(),
+            "catalogs": _catalog_counts(state),
         }
 
     def dead_letters(self, resource: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -568,6 +572,11 @@ class BrazeConnector:
 
 
 # ---------------------------------------------------------------------- helpers
+def _catalog_counts(state: StateStore) -> dict[str, int]:
+    module = optional_module("tajo_braze.sync.catalogs")
+    return dict(module.catalog_counts(state)) if module is not None else {}
+
+
 def _required(module_name: str, what: str) -> Any:
     module = optional_module(module_name)
     if module is None:

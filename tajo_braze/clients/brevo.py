@@ -309,6 +309,19 @@ class BrevoClient:
             previous = ids
             offset += limit
 
+    def count_contacts(
+        self, *, list_ids: Sequence[int] = (), created_since: datetime | None = None
+    ) -> int:
+        """GET /contacts with limit 1: how many contacts match (in all `list_ids`, created since a moment)."""
+        params: list[tuple[str, Any]] = [("limit", 1), ("offset", 0)]
+        params.extend(("listIds", int(list_id)) for list_id in list_ids)
+        if created_since is not None:
+            params.append(("createdSince", format_since(created_since)))
+        body = _body(
+            self._call("GET", "/contacts", buckets=CONTACTS, permission=PERM_CONTACTS, params=params)
+        )
+        return _int_or_none(body.get("count")) or 0
+
     def _contact_path(self, identifier: str) -> str:
         # '+' in an email must reach Brevo as %2B, '@' and '/' encoded too.
         return f"/contacts/{quote(str(identifier), safe='')}"

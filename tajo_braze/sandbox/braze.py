@@ -554,6 +554,9 @@ class BrazeApp:
         self._lock = threading.RLock()
         self._exports: dict[str, ExportJob] = {}
         self._threads: list[threading.Thread] = []
+        # Every campaign/Canvas data-series call with the days it asked for, so tests can check
+        # windowing per object (request_counts() only counts per endpoint).
+        self.series_requests: list[dict[str, Any]] = []
         self.buckets: dict[str, BucketSpec] = {
             spec.name: spec
             for spec in (
@@ -1466,8 +1469,20 @@ class BrazeApp:
             now = self._now()
             days = self._series_days(self._ending_at(req, now), length, now)
             world = self.world
+            self._log_series("campaign", campaign["id"], length, days)
         data = [self._partial(d, campaign_day(world, campaign, d), now) for d in days]
         return _json(200, {"message": "success", "data": data})
+
+    def _log_series(self, kind: str, object_id: str, length: int, days: list[date]) -> None:
+        self.series_requests.append(
+            {
+                "kind": kind,
+                "id": object_id,
+                "length": length,
+                "first_day": days[0].isoformat() if days else None,
+                "last_day": days[-1].isoformat() if days else None,
+            }
+        )
 
     def _canvas_list(self, req: Request, params: dict[str, str]) -> Response:
         with self._lock:
@@ -1554,6 +1569,7 @@ class BrazeApp:
             canvas = self._canvas(req)
             days = self._series_days(end, length, now)
             world = self.world
+            self._log_series("canvas", canvas["id"], length, days)
         stats = [self._partial(d, canvas_day(world, canvas, d, **flags), now) for d in days]
         return _json(200, {"data": {"name": canvas["name"], "stats": stats}, "message": "success"})
 
@@ -1922,6 +1938,11 @@ class BrazeApp:
                         "subscription_groups": dict(users.groups.get(slot, {})),
                     },
                 )
+            case ("GET", ["series_requests"]):
+                return _json(200, {"requests": copy_json(self.series_requests)})
+            case ("DELETE", ["series_requests"]):
+                self.series_requests.clear()
+                return _json(200, {"cleared": True})
             case ("GET", ["exports"]):
                 return _json(200, {"exports": [job.describe() for job in self._exports.values()]})
         raise HttpError(404, {"message": f"no Braze admin route {req.method} /{'/'.join(parts)}"})

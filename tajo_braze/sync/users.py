@@ -52,15 +52,18 @@ class SentRecord:
     email: str | None
     sms: str | None
     blacklisted: bool | None
+    # Digest of the export line (and the mapping) that produced the write: an identical line next
+    # time is unchanged without being parsed into a contact again.
+    source: str = ""
 
     def encode(self) -> str:
         flag = "-" if self.blacklisted is None else ("1" if self.blacklisted else "0")
-        return f"{self.digest}\t{flag}\t{self.email or ''}\t{self.sms or ''}"
+        return f"{self.digest}\t{flag}\t{self.email or ''}\t{self.sms or ''}\t{self.source}"
 
     @classmethod
     def decode(cls, text: str) -> SentRecord:
-        digest, flag, email, sms = (text.split("\t") + ["", "", ""])[:4]
-        return cls(digest, email or None, sms or None, None if flag == "-" else flag == "1")
+        digest, flag, email, sms, source = (text.split("\t") + ["", "", "", ""])[:5]
+        return cls(digest, email or None, sms or None, None if flag == "-" else flag == "1", source)
 
 
 def payload_digest(payload: ContactPayload) -> str:
@@ -312,6 +315,8 @@ class UsersSync:
         self.buffer_sms: dict[str, str] = {}
         self.shared_phones = 0
         self.accepted: list[str] | None = None  # filled only when retrying dead letters
+        rules = repr(ctx.mapping.rules).encode() + repr(self.export_fields()).encode()
+        self.mapping_tag = hashlib.blake2b(rules, digest_size=8).digest()
 
     # -- setup
     def resolve_segment(self) -> str:
@@ -476,6 +481,26 @@ class UsersSync:
         ctx = self.ctx
         mapping = ctx.mapping
         mapped: list[tuple[ExportLine, ContactPayload, BrazeUser]] = []
+        sources: dict[int, str] = {}
+        parsed = self._skip_unchanged_lines(lines, sources)
+        for line, user in parsed:
+            out = mapping.to_brevo(user)
+            if isinstance(out, ContactPayload):
+                mapped.append((line, out, user))
+            else:
+                self._reject(out.key, out.reason, _identity_of(user), out.field)
+        self._write_changed(mapped, sources, writer)
+
+    def _skip_unchanged_lines(
+        self, lines: Sequence[ExportLine], sources: dict[int, str]
+    ) -> list[tuple[ExportLine, BrazeUser]]:
+        """Parse each line; a user whose line is byte-identical to the one last written is unchanged.
+
+        Only users with an external_id are checked this way (their key needs no mapping); the
+        rest, and every changed line, go through the mapping.
+        """
+        ctx = self.ctx
+        parsed: list[tuple[ExportLine, BrazeUser]] = []
         for line in lines:
             self.result.read += 1
             if not line.raw:
@@ -489,11 +514,27 @@ class UsersSync:
             if ctx.since is not None and not active_since(user, ctx.since):
                 self.result.skipped += 1
                 continue
-            out = mapping.to_brevo(user)
-            if isinstance(out, ContactPayload):
-                mapped.append((line, out, user))
+            sources[id(line)] = hashlib.blake2b(line.raw.strip() + self.mapping_tag, digest_size=10).hexdigest()
+            parsed.append((line, user))
+        if ctx.full or self.accepted is not None:
+            return parsed
+        quick = [f"ext:{u.external_id}" for _, u in parsed if u.external_id]
+        known = ctx.state.get_fingerprints(FINGERPRINTS, quick) if quick else {}
+        if not known:
+            return parsed
+        kept: list[tuple[ExportLine, BrazeUser]] = []
+        for line, user in parsed:
+            record = known.get(f"ext:{user.external_id}") if user.external_id else None
+            if record is not None and record.endswith("\t" + sources[id(line)]):
+                self.result.unchanged += 1
             else:
-                self._reject(out.key, out.reason, _identity_of(user), out.field)
+                kept.append((line, user))
+        return kept
+
+    def _write_changed(
+        self, mapped: list[tuple[ExportLine, ContactPayload, BrazeUser]], sources: dict[int, str], writer: ImportWriter
+    ) -> None:
+        ctx = self.ctx
         if not mapped:
             return
         # Claims made by rows not yet in state: the unflushed import buffer, then this chunk's rows.
@@ -539,7 +580,7 @@ class UsersSync:
                 continue
             before = previous.get(key)
             record = SentRecord(payload_digest(payload), payload.email, sms if isinstance(sms, str) else None,
-                                payload.email_blacklisted)
+                                payload.email_blacklisted, sources.get(id(line), ""))
             if self.accepted is not None:
                 self.accepted.extend((key, me))
             if before is not None and before.digest == record.digest and not ctx.full:

@@ -9,6 +9,7 @@ from typing import Any
 
 import phonenumbers
 import pytest
+from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +17,7 @@ from tajo_braze.config import load_config
 from tajo_braze.errors import MappingError
 from tajo_braze.mapping import TRANSFORMS, CompiledMapping, FieldRule, load_mapping
 from tajo_braze.models import BrazeUser, BrevoContact, ContactPayload, Rejection
-from tajo_braze.transforms import parse_bool, parse_date, parse_number, to_e164, to_text
+from tajo_braze.transforms import _plain_email, parse_bool, parse_date, parse_number, to_e164, to_text
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "mappings" / "default.yaml"
@@ -730,3 +731,28 @@ def test_compiled_mapping_can_be_built_from_rules() -> None:
     assert dict(result.attributes) == {"EXT": "u", "NICK": "N"}
     assert mapping.identity_attribute == "EXT"
     assert "rules" in repr(mapping)
+
+
+# ---------------------------------------------------------------- the plain-address fast path
+_ATOM = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,12}"
+_LABEL = "[A-Za-z0-9]([A-Za-z0-9-]{0,8}[A-Za-z0-9])?"
+_PLAINISH = st.from_regex(
+    rf"\A{_ATOM}(\.{_ATOM}){{0,3}}@({_LABEL}\.){{1,3}}[A-Za-z]{{2,8}}\Z", fullmatch=True
+) | st.text(alphabet="ab.@-_+xn", max_size=30)
+
+
+@given(_PLAINISH)
+def test_the_fast_path_agrees_with_the_full_validator(text: str) -> None:
+    fast = _plain_email(text)
+    if fast is None:
+        return
+    full = validate_email(text, check_deliverability=False, allow_smtputf8=False)
+    assert fast == f"{full.local_part}@{(full.ascii_domain or full.domain).lower()}"
+
+
+@given(_PLAINISH)
+def test_what_the_full_validator_refuses_never_passes_the_fast_path(text: str) -> None:
+    try:
+        validate_email(text, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError:
+        assert _plain_email(text) is None

@@ -560,7 +560,7 @@ class BrazeConnector:
             "campaigns_tracked": len(state.objects("campaign")),
             "canvases_tracked": len(state.objects("canvas")),
             "events_processed": state.count_events("forwarded"),
-            "events_backlog": state.count_events("pending"),
+            "events_backlog": state.count_events("pending") + state.count_events("failed"),
             "cursors": state.cursors(),
             "rate_limits": state.get_value(RATE_LIMITS) or {},
             "dead_letters": state.count_dead_letters(),

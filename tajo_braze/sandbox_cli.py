@@ -21,6 +21,17 @@ def run_sandbox(args: argparse.Namespace, stream: IO[str]) -> int:
         import_delay_s=args.import_delay,
     )
     sandbox.start()
+    try:
+        _announce(sandbox, stream)
+        serve_forever(sandbox)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a sandbox is meant to stop
+    finally:
+        sandbox.stop()
+    return 0
+
+
+def _announce(sandbox: Sandbox, stream: IO[str]) -> None:
     stream.write(
         "tajo sandbox is serving on loopback\n"
         f"  Braze REST URL : {sandbox.braze_url}\n"
@@ -31,10 +42,3 @@ def run_sandbox(args: argparse.Namespace, stream: IO[str]) -> int:
         "In tajo.yaml: instance_url: <Braze REST URL>, brevo.base_url: <Brevo API URL>. Ctrl-C stops it.\n"
     )
     stream.flush()
-    try:
-        serve_forever(sandbox)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sandbox.stop()
-    return 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -167,6 +169,18 @@ class ImportBatch:
         return self.rows.size
 
 
+DeadLetterRow = tuple[str, str, str, dict[str, Any]]
+
+
+@dataclass(slots=True)
+class SealedBatch:
+    main: bytes | None
+    blacklist: bytes | None
+    meta: list[PendingRow]
+    dead: list[DeadLetterRow]
+    position: tuple[int, int] | None
+
+
 class ImportWriter:
     """Fills /contacts/import bodies up to the safe size and commits state only after Brevo accepts."""
 
@@ -186,11 +200,25 @@ class ImportWriter:
                 "disableNotification": True,
             }
         )
+        self.blacklist_suffix = orjson.dumps(
+            {
+                "listIds": [list_id],
+                "updateExistingContacts": True,
+                "emptyContactsAttributes": False,
+                "emailBlacklist": True,
+                "disableNotification": True,
+            }
+        )
         self.imports_sent = 0
         self.blacklist_imports_sent = 0
-        # Called inside the commit transaction, so records read before the checkpoint are never lost.
-        self.before_commit: Callable[[], None] = lambda: None
         self.rows_sent = 0
+        # Dead letters read before a batch's checkpoint are committed with that batch, never lost.
+        self.take_dead_letters: Callable[[], list[DeadLetterRow]] = list
+        self._queue: queue.Queue[SealedBatch | None] = queue.Queue(maxsize=1)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._inflight: dict[int, list[PendingRow]] = {}
+        self._error: BaseException | None = None
 
     def _body(self, rows: RowBuffer, suffix: bytes) -> bytes:
         return b'{"jsonBody":[' + rows.joined() + b"]," + suffix[1:]
@@ -219,7 +247,12 @@ class ImportWriter:
         )
 
     def flush(self, position: tuple[int, int] | None) -> None:
-        """Send what is buffered; then, in one state transaction, fingerprints + claims + checkpoint."""
+        """Seal what is buffered and hand it to the sender; the reader goes on with the next batch.
+
+        The sender posts the import(s), then commits fingerprints, claims, dead letters and the
+        checkpoint in one transaction. Batches commit in the order they were sealed, so the
+        checkpoint only moves forward; at most one sealed batch waits while another is sent.
+        """
         ctx = self.ctx
         if ctx.dry_run:
             self._count(self.batch.meta)
@@ -228,26 +261,73 @@ class ImportWriter:
             self.batch = ImportBatch()
             self.blacklist = RowBuffer()
             return
+        sealed = SealedBatch(
+            main=self._body(self.batch.rows, self.suffix) if self.batch.rows else None,
+            blacklist=self._body(self.blacklist, self.blacklist_suffix) if self.blacklist else None,
+            meta=self.batch.meta,
+            dead=self.take_dead_letters(),
+            position=position,
+        )
+        self.batch = ImportBatch()
+        self.blacklist = RowBuffer()
+        self._submit(sealed)
+        ctx.check_stop()
+
+    # -- the sender
+    def _submit(self, sealed: SealedBatch) -> None:
+        self._raise_if_failed()
+        with self._lock:
+            self._inflight[id(sealed)] = sealed.meta
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._send_loop, name="brevo-import-sender", daemon=True)
+            self._thread.start()
+        self._queue.put(sealed)
+
+    def _send_loop(self) -> None:
+        while True:
+            sealed = self._queue.get()
+            if sealed is None:
+                return
+            if self._error is None:
+                try:
+                    self._send_and_commit(sealed)
+                except BaseException as exc:  # handed to the reader thread, which raises it
+                    self._error = exc
+            with self._lock:
+                self._inflight.pop(id(sealed), None)
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def close(self) -> None:
+        """Wait for every sealed batch to be sent and committed; raise the sender's error if any."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self._raise_if_failed()
+
+    def inflight_meta(self) -> list[PendingRow]:
+        """Rows sealed but not yet committed: their claims are not in state yet."""
+        with self._lock:
+            return [m for meta in self._inflight.values() for m in meta]
+
+    def _send_and_commit(self, sealed: SealedBatch) -> None:
+        ctx = self.ctx
         processes: list[int] = []
-        if self.batch.rows:
-            processes.append(ctx.brevo.import_contacts(self._body(self.batch.rows, self.suffix)))
+        if sealed.main is not None:
+            processes.append(ctx.brevo.import_contacts(sealed.main))
             self.imports_sent += 1
-            self.rows_sent += len(self.batch.rows)
-        if self.blacklist:
-            suffix = orjson.dumps(
-                {
-                    "listIds": [self.list_id],
-                    "updateExistingContacts": True,
-                    "emptyContactsAttributes": False,
-                    "emailBlacklist": True,
-                    "disableNotification": True,
-                }
-            )
-            processes.append(ctx.brevo.import_contacts(self._body(self.blacklist, suffix)))
+            self.rows_sent += len(sealed.meta)
+        if sealed.blacklist is not None:
+            processes.append(ctx.brevo.import_contacts(sealed.blacklist))
             self.blacklist_imports_sent += 1
-        meta = self.batch.meta
+        meta = sealed.meta
         with ctx.state.transaction():
-            self.before_commit()
+            if sealed.dead:
+                ctx.state.add_dead_letters(sealed.dead, run_id=ctx.run_id)
             ctx.state.put_fingerprints(FINGERPRINTS, ((m.key, m.record.encode()) for m in meta))
             self._update_claims(meta)
             if processes:
@@ -255,17 +335,15 @@ class ImportWriter:
                 for pid in processes:
                     pending.append({"process_id": pid, "keys_namespace": f"users:import:{pid}"})
                 ctx.state.set_value(PENDING_IMPORTS, pending)
-                if self.batch.rows:
+                if sealed.main is not None:
                     ctx.state.add_members(f"users:import:{processes[0]}", (m.key for m in meta))
+            position = sealed.position
             if position is not None and position[0] >= 0:
                 checkpoint = ctx.state.get_value(CHECKPOINT)
                 if checkpoint is not None:
                     checkpoint["member"], checkpoint["line"] = position
                     ctx.state.set_value(CHECKPOINT, checkpoint)
         self._count(meta)
-        self.batch = ImportBatch()
-        self.blacklist = RowBuffer()
-        ctx.check_stop()
 
     def _count(self, meta: Sequence[PendingRow]) -> None:
         for m in meta:
@@ -310,7 +388,7 @@ class UsersSync:
         self.ctx = ctx
         self.result = ResourceResult(RESOURCE, direction="braze_to_brevo")
         self.plan = Plan()
-        self.dead: list[tuple[str, str, str, dict[str, Any]]] = []
+        self.dead: list[DeadLetterRow] = []
         self.buffer_emails: dict[str, str] = {}
         self.buffer_sms: dict[str, str] = {}
         self.shared_phones = 0
@@ -419,17 +497,22 @@ class UsersSync:
         list_id = self.users_list_id()
         path, member, line = self.open_export(segment_id)
         writer = ImportWriter(ctx, self.result, list_id)
-        writer.before_commit = self._flush_dead_letters
-        for chunk in _chunks(iter_export_lines(path, start_member=member, start_line=line), CHUNK_LINES):
-            self._process_chunk(chunk, writer)
-            ctx.progress.update(
-                RESOURCE,
-                read=self.result.read,
-                written=self.result.created + self.result.updated,
-                unchanged=self.result.unchanged,
-                rejected=self.result.failed,
-            )
-        writer.flush(None)
+        writer.take_dead_letters = self._take_dead_letters
+        try:
+            for chunk in _chunks(iter_export_lines(path, start_member=member, start_line=line), CHUNK_LINES):
+                self._process_chunk(chunk, writer)
+                ctx.progress.update(
+                    RESOURCE,
+                    read=self.result.read,
+                    written=self.result.created + self.result.updated,
+                    unchanged=self.result.unchanged,
+                    rejected=self.result.failed,
+                )
+            writer.flush(None)
+        except BaseException:
+            _close_quietly(writer)
+            raise
+        writer.close()
         self._flush_dead_letters()
         if self.shared_phones:
             self.result.notes.append(
@@ -471,6 +554,10 @@ class UsersSync:
         self.dead.append((RESOURCE, key, reason, detail))
         if len(self.dead) >= 1000:
             self._flush_dead_letters()
+
+    def _take_dead_letters(self) -> list[DeadLetterRow]:
+        taken, self.dead = self.dead, []
+        return taken
 
     def _flush_dead_letters(self) -> None:
         if self.dead and not self.ctx.dry_run:
@@ -538,8 +625,9 @@ class UsersSync:
         if not mapped:
             return
         # Claims made by rows not yet in state: the unflushed import buffer, then this chunk's rows.
-        self.buffer_emails = {m.record.email: m.owner for m in writer.batch.meta if m.record.email}
-        self.buffer_sms = {m.record.sms: m.owner for m in writer.batch.meta if m.record.sms}
+        waiting = writer.batch.meta + writer.inflight_meta()
+        self.buffer_emails = {m.record.email: m.owner for m in waiting if m.record.email}
+        self.buffer_sms = {m.record.sms: m.owner for m in waiting if m.record.sms}
         keys = [p.key for _, p, _ in mapped]
         previous = {k: SentRecord.decode(v) for k, v in ctx.state.get_fingerprints(FINGERPRINTS, keys).items()}
         emails = sorted({p.email for _, p, _ in mapped if p.email})
@@ -613,6 +701,15 @@ class UsersSync:
             if old.get(name) != value
         }
         return {"key": payload.key, "action": "update" if current is not None else "create", "changes": changes}
+
+
+def _close_quietly(writer: ImportWriter) -> None:
+    """On the way out of a failing run, still commit what was sent (so a resume skips it); the
+    run's own error is the one to report, so a second error from the sender is not raised here."""
+    try:
+        writer.close()
+    except BaseException:  # noqa: BLE001 - the original error is being raised already
+        return
 
 
 def _identity_of(user: BrazeUser) -> dict[str, Any]:
@@ -790,7 +887,7 @@ def retry_dead_letters(ctx: SyncContext) -> dict[str, Any]:
     sync.accepted = []
     list_id = sync.users_list_id()
     writer = ImportWriter(ctx, sync.result, list_id)
-    writer.before_commit = sync._flush_dead_letters
+    writer.take_dead_letters = sync._take_dead_letters
     fields = sync.export_fields()
     letters = list(ctx.state.iter_dead_letters(RESOURCE))
     external_ids = sorted({str(d.record["external_id"]) for d in letters if d.record.get("external_id")})
@@ -802,9 +899,14 @@ def retry_dead_letters(ctx: SyncContext) -> dict[str, Any]:
     for email in emails:
         found.extend(ctx.braze.export_ids(email=email, fields_to_export=fields).users)
     lines = [ExportLine(-1, i, orjson.dumps(dict(user.data))) for i, user in enumerate(found)]
-    for chunk in _chunks(lines, CHUNK_LINES):
-        sync._process_chunk(chunk, writer)
-    writer.flush(None)
+    try:
+        for chunk in _chunks(lines, CHUNK_LINES):
+            sync._process_chunk(chunk, writer)
+        writer.flush(None)
+    except BaseException:
+        _close_quietly(writer)
+        raise
+    writer.close()
     sync._flush_dead_letters()
     seen = {f"ext:{u.external_id}" for u in found if u.external_id} | {
         f"braze:{u.braze_id}" for u in found if u.braze_id

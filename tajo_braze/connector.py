@@ -35,7 +35,7 @@ from .errors import (
     RateLimited,
     UsageError,
 )
-from .http import ApiSession
+from .http import ApiSession, RetryPolicy
 from .log import make_logger
 from .mapping import CompiledMapping, load_mapping
 from .models import CheckResult, ResourceResult
@@ -60,6 +60,7 @@ RESOURCE_MODULES = {
 REVERSE_USERS_MODULE = "tajo_braze.sync.contacts"
 CREDENTIALS = ("braze_api_key", "brevo_api_key")
 LAST_CHECK = "connector:last_check"
+PROBE_RETRY = RetryPolicy(max_attempts=3, max_total_wait_s=10.0)
 RATE_LIMITS = "connector:rate_limits"
 
 
@@ -86,7 +87,9 @@ class BrazeConnector:
         self._mapping: CompiledMapping | None = None
         self._sessions: dict[str, ApiSession] = {}
         # An injected clock (tests) drives the limiters too, so waits and windows agree with it.
-        timing: dict[str, Any] = {"sleep": sleep} if clock is time.time else {"sleep": sleep, "clock": clock}
+        timing: dict[str, Any] = {"sleep": sleep, "cautious_start_s": 1.0}
+        if clock is not time.time:
+            timing["clock"] = clock
         self._limiters = {"braze": RateLimiter(BRAZE_BUCKETS, **timing), "brevo": RateLimiter(BREVO_BUCKETS, **timing)}
         self.stop = threading.Event()
 
@@ -128,9 +131,12 @@ class BrazeConnector:
         level = "debug" if cfg.debug else cfg.log_level
         return make_logger(level=level, stream=self._log_stream or sys.stderr, secrets=self._secrets(cfg))
 
-    def _session(self, api: str, cfg: Config) -> ApiSession:
-        if api in self._sessions:
-            return self._sessions[api]
+    def _session(self, api: str, cfg: Config, *, probe: bool = False) -> ApiSession:
+        """One pooled session per API; checks get their own with a short retry budget, because a
+        connection test that waits out an hourly rate-limit window helps nobody."""
+        name = f"{api}:probe" if probe else api
+        if name in self._sessions:
+            return self._sessions[name]
         if api == "braze":
             if cfg.braze_api_key is None:
                 raise _missing_key("braze", cfg.source)
@@ -148,8 +154,9 @@ class BrazeConnector:
             log_bodies=cfg.log_api_calls,
             secrets=self._secrets(cfg),
             sleep=self._sleep,
+            retry=PROBE_RETRY if probe else RetryPolicy(),
         )
-        self._sessions[api] = session
+        self._sessions[name] = session
         return session
 
     def _clients(self, cfg: Config) -> tuple[BrazeClient, BrevoClient]:
@@ -250,7 +257,7 @@ class BrazeConnector:
         names = ["Braze API connection", "Braze user export", "Braze campaign data", "Braze segment list",
                  "Braze event tracking"]
         try:
-            braze = BrazeClient(self._session("braze", cfg))
+            braze = BrazeClient(self._session("braze", cfg, probe=True))
         except ConnectorError as exc:
             return [CheckResult(n, False, exc.user_message, exc.fix) for n in names]
 
@@ -283,7 +290,7 @@ class BrazeConnector:
     def _brevo_checks(self, cfg: Config, mapping: CompiledMapping | None) -> list[CheckResult]:
         names = ["Brevo account", "Brevo contacts", "Brevo lists", "Brevo attributes"]
         try:
-            brevo = BrevoClient(self._session("brevo", cfg))
+            brevo = BrevoClient(self._session("brevo", cfg, probe=True))
         except ConnectorError as exc:
             return [CheckResult(n, False, exc.user_message, exc.fix) for n in names]
 
@@ -439,9 +446,10 @@ class BrazeConnector:
 
     def _call_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for api, session in self._sessions.items():
+        for name, session in self._sessions.items():
+            api = name.split(":")[0]
             for endpoint, n in session.call_counts.items():
-                counts[f"{api} {endpoint}"] = n
+                counts[f"{api} {endpoint}"] = counts.get(f"{api} {endpoint}", 0) + n
         return counts
 
     def _rate_limits(self) -> dict[str, Any]:

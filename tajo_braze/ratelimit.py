@@ -93,17 +93,27 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         safety: float = 0.02,
+        cautious_start_s: float = 0.0,
     ) -> None:
+        """`cautious_start_s`: buckets whose window is at most this long start as if full.
+
+        A new process cannot know what the one before it (killed or just finished) sent in the
+        current second; waiting one short window on the first call is cheaper than a 429.
+        """
         if safety < 0:
             raise ValueError("safety must be >= 0")
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         self._states: dict[str, _BucketState] = {}
+        started = clock()
         for bucket in buckets:
             if bucket.name in self._states:
                 raise ValueError(f"duplicate rate-limit bucket {bucket.name!r}")
-            self._states[bucket.name] = _BucketState(bucket, safety)
+            state = _BucketState(bucket, safety)
+            if bucket.window_s <= cautious_start_s:
+                state.blocked_until = started + state.window
+            self._states[bucket.name] = state
 
     def _state(self, name: str) -> _BucketState:
         try:

@@ -36,6 +36,7 @@ FINGERPRINTS = "users:braze_to_brevo"
 EMAIL_CLAIMS = "claims:email"
 SMS_CLAIMS = "claims:sms"
 CHECKPOINT = "users:export_checkpoint"
+LAST_EXPORT = "users:last_export"
 PENDING_IMPORTS = "users:pending_imports"
 USERS_LIST = "brevo:users_list_id"
 SEGMENT_IDS = "braze:segment_ids"
@@ -520,7 +521,12 @@ class UsersSync:
                 "contact, and Brevo needs unique numbers"
             )
         if not ctx.dry_run:
-            ctx.state.delete_value(CHECKPOINT)
+            finished = ctx.state.get_value(CHECKPOINT)
+            with ctx.state.transaction():
+                ctx.state.delete_value(CHECKPOINT)
+                if isinstance(finished, dict):
+                    # A segments sync in the same run may reuse this export instead of asking again.
+                    ctx.state.set_value(LAST_EXPORT, finished)
             with _suppress_oserror():
                 os.unlink(path)
             reconcile_imports(ctx, self.result, wait=True)

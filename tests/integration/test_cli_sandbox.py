@@ -130,3 +130,17 @@ def test_demo_runs_a_complete_round_trip() -> None:
         assert step in text
     assert "the incremental sync wrote 7." in text
     assert "violation log is empty" in text
+
+
+def test_rate_limited_check_says_when_to_retry(
+    make_world: Callable[..., Sandbox], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox = make_world(faults="braze:429=1.0")
+    config = write(sandbox, tmp_path)
+    env = {"BRAZE_API_KEY": sandbox.keys.braze, "BREVO_API_KEY": sandbox.keys.brevo}
+    code, output = run(["connectors", "test", "braze", "--config", str(config), "--json"], monkeypatch, env)
+    assert code == 3
+    connection = checks(output)["Braze API connection"]
+    assert connection["ok"] is False
+    assert "429" in str(connection["cause"]) and "in about" in str(connection["fix"])
+    assert checks(output)["Brevo account"]["ok"] is True

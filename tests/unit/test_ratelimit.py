@@ -264,3 +264,21 @@ def test_unknown_and_duplicate_buckets_are_refused() -> None:
         RateLimiter([Bucket("b", 1, 1.0), Bucket("b", 2, 1.0)])
     with pytest.raises(ValueError, match="limit must be >= 1"):
         Bucket("z", 0, 1.0)
+
+
+def test_a_cautious_start_waits_one_short_window_and_leaves_long_buckets_alone() -> None:
+    now = [100.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(
+        [Bucket("per_second", 10, 1.0), Bucket("per_hour", 100, 3600.0)],
+        clock=lambda: now[0], sleep=sleep, cautious_start_s=1.0,
+    )
+    assert limiter.acquire(["per_hour"]) == 0.0
+    waited = limiter.acquire(["per_second"])
+    assert 1.0 <= waited <= 1.2
+    assert limiter.acquire(["per_second"]) == 0.0

@@ -1,0 +1,230 @@
+"""`direction: both` against the sandbox: no ping-pong, conflicts, and opt-in deletions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from tajo_braze.connector import BrazeConnector
+from tajo_braze.sandbox import Sandbox
+from tajo_braze.sync.users import FINGERPRINTS
+
+from .conftest import DEFAULT_MAPPING, admin_post, all_brevo_contacts
+from .test_brevo_to_braze import (
+    FakeClock,
+    TrackLog,
+    braze_user,
+    braze_user_by_alias,
+    change_contact,
+    connectors_on,
+    contacts_with_braze_users,
+    settled_world,
+    spy_on_track,
+    worlds_on,
+    writes_during,
+)
+
+TRACK = "braze POST /users/track"
+DELETES = ("braze POST /users/delete", "brevo DELETE /contacts/{identifier}")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sandboxes(clock: FakeClock, make_world: Callable[..., Sandbox]) -> Callable[..., Sandbox]:
+    return worlds_on(clock, make_world)
+
+
+@pytest.fixture
+def connectors(
+    clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., BrazeConnector]]:
+    made: list[BrazeConnector] = []
+    yield connectors_on(clock, tmp_path, monkeypatch, made)
+    for connector in made:
+        connector.close()
+
+
+@pytest.fixture
+def track_log(monkeypatch: pytest.MonkeyPatch) -> TrackLog:
+    return spy_on_track(monkeypatch)
+
+
+def rename_in_braze(sandbox: Sandbox, changes: dict[str, dict[str, Any]]) -> None:
+    admin_post(sandbox, "braze/users", {"users": [{"external_id": x, **c} for x, c in changes.items()]})
+
+
+def brevo_by_ext_id(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
+    return {
+        c["attributes"]["EXT_ID"]: c for c in all_brevo_contacts(sandbox) if c["attributes"].get("EXT_ID")
+    }
+
+
+def synced_contacts(sandbox: Sandbox, connector: BrazeConnector) -> list[dict[str, Any]]:
+    """Linked contacts whose Braze user the Braze -> Brevo half has written (not dead-lettered)."""
+    linked = contacts_with_braze_users(sandbox)
+    keys = [f"ext:{c['attributes']['EXT_ID']}" for c in linked]
+    written = connector.state.get_fingerprints(FINGERPRINTS, keys)
+    return [c for c, key in zip(linked, keys, strict=True) if key in written]
+
+
+def braze_user_exists(sandbox: Sandbox, external_id: str) -> bool:
+    response = requests.get(f"{sandbox.admin_url}/braze/users/{external_id}", timeout=30)
+    return response.status_code == 200
+
+
+# ------------------------------------------------------------------ no ping-pong
+def test_first_runs_settle_and_then_consecutive_runs_write_nothing(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector], track_log: TrackLog
+) -> None:
+    sandbox = sandboxes(users=300, contacts=200)
+    connector = connectors(sandbox, direction="both")
+    connector.install()
+    first = connector.sync(type="full", resources=["users"])
+    written_to_braze = sum(len(call) for call in track_log)
+    assert written_to_braze == first["resources"][1]["created"] + first["resources"][1]["updated"] > 0
+
+    writes: list[dict[str, int]] = []
+    summaries: list[dict[str, Any]] = []
+    for _ in range(2):
+        writes.append(writes_during(sandbox, lambda: summaries.append(connector.sync(resources=["users"]))))
+    # The second run only lets the users half carry what Braze itself added to the profiles we
+    # created or changed (default subscription states, a changed phone): nothing goes to Braze.
+    assert TRACK not in writes[0]
+    settle = summaries[0]["resources"][0]
+    assert settle["created"] + settle["updated"] <= written_to_braze
+    # From then on, consecutive runs write nothing on either side.
+    assert writes[1] == {}
+    assert summaries[1]["resources"][1]["unchanged"] == summaries[1]["resources"][1]["read"]
+    assert sandbox.violations() == []
+
+
+def test_changes_on_both_sides_cross_once_and_the_next_run_writes_nothing(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector], track_log: TrackLog
+) -> None:
+    sandbox, connector = settled_world(sandboxes, connectors)
+    linked = synced_contacts(sandbox, connector)
+    from_brevo, from_braze = linked[:23], linked[23:30]
+    for i, contact in enumerate(from_brevo):
+        change_contact(sandbox, contact["id"], {"attributes": {"FIRSTNAME": f"Brevo {i}"}})
+    rename_in_braze(
+        sandbox, {c["attributes"]["EXT_ID"]: {"last_name": f"Braze {i}"} for i, c in enumerate(from_braze)}
+    )
+    track_log.clear()
+
+    summary = connector.sync(resources=["users"])
+    forward, reverse = summary["resources"]
+    assert forward["updated"] == 7 and reverse["updated"] == 23
+    assert sum(len(call) for call in track_log) == 23  # Braze's own 7 changes are not echoed back
+    contacts = brevo_by_ext_id(sandbox)
+    for i, contact in enumerate(from_braze):
+        assert contacts[contact["attributes"]["EXT_ID"]]["attributes"]["LASTNAME"] == f"Braze {i}"
+    for i, contact in enumerate(from_brevo):
+        assert braze_user(sandbox, contact["attributes"]["EXT_ID"])["first_name"] == f"Brevo {i}"
+
+    # Neither half echoes the other's writes: the next run writes nothing anywhere.
+    assert writes_during(sandbox, lambda: connector.sync(resources=["users"])) == {}
+    assert connector.status()["cursors"]["users/brevo_to_braze"]["read_started_at"]
+    assert sandbox.violations() == []
+
+
+def test_a_field_changed_on_both_sides_converges_without_ping_pong(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector]
+) -> None:
+    sandbox, connector = settled_world(sandboxes, connectors)
+    contact = synced_contacts(sandbox, connector)[0]
+    external_id = contact["attributes"]["EXT_ID"]
+    change_contact(sandbox, contact["id"], {"attributes": {"FIRSTNAME": "FromBrevo"}})
+    rename_in_braze(sandbox, {external_id: {"first_name": "FromBraze"}})
+
+    connector.sync(resources=["users"])
+    # The Braze -> Brevo half runs first and carries Braze's value; the reverse half sees an echo.
+    assert braze_user(sandbox, external_id)["first_name"] == "FromBraze"
+    assert brevo_by_ext_id(sandbox)[external_id]["attributes"]["FIRSTNAME"] == "FromBraze"
+    for _ in range(2):
+        assert writes_during(sandbox, lambda: connector.sync(resources=["users"])) == {}
+    assert sandbox.violations() == []
+
+
+def test_braze_wins_holds_a_brevo_change_back_when_braze_changed_too(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector]
+) -> None:
+    rules = yaml.safe_load(DEFAULT_MAPPING.read_text(encoding="utf-8"))["field_mapping"]
+    rules["first_name"] = {"brevo": "FIRSTNAME", "conflict": "braze_wins"}
+    sandbox = sandboxes(users=300, contacts=200)
+    connector = connectors(sandbox, direction="both", mapping=rules)
+    connector.install()
+    connector.sync(type="full", resources=["users"])
+    connector.sync(resources=["users"])
+    both, brevo_only = synced_contacts(sandbox, connector)[:2]
+    for contact in (both, brevo_only):
+        change_contact(sandbox, contact["id"], {"attributes": {"FIRSTNAME": "FromBrevo", "LASTNAME": "Kept"}})
+    rename_in_braze(sandbox, {both["attributes"]["EXT_ID"]: {"first_name": "FromBraze"}})
+
+    reverse = connector.sync(resources=["users"], direction="brevo_to_braze")["resources"][0]
+    assert any("1 Brevo change(s) held back" in note for note in reverse["notes"])
+    held, passed = (
+        braze_user(sandbox, both["attributes"]["EXT_ID"]),
+        braze_user(sandbox, brevo_only["attributes"]["EXT_ID"]),
+    )
+    assert held["first_name"] == "FromBraze" and held["last_name"] == "Kept"
+    assert passed["first_name"] == "FromBrevo" and passed["last_name"] == "Kept"
+
+    connector.sync(resources=["users"])  # both ways: Braze's value reaches Brevo
+    assert brevo_by_ext_id(sandbox)[both["attributes"]["EXT_ID"]]["attributes"]["FIRSTNAME"] == "FromBraze"
+    assert writes_during(sandbox, lambda: connector.sync(resources=["users"])) == {}
+    assert sandbox.violations() == []
+
+
+# ------------------------------------------------------------------ deletions
+def test_deletions_happen_only_when_enabled_and_are_counted_by_a_dry_run_first(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector], tmp_path: Path
+) -> None:
+    sandbox, keep = settled_world(sandboxes, connectors, tmp_path)
+    linked = synced_contacts(sandbox, keep)
+    gone_in_brevo = linked[:2]
+    brevo_only = next(
+        c for c in all_brevo_contacts(sandbox) if braze_user_by_alias(sandbox, c["id"]) is not None
+    )
+    gone_in_braze = [c["attributes"]["EXT_ID"] for c in linked[2:4]]
+    for contact in [*gone_in_brevo, brevo_only]:
+        requests.delete(f"{sandbox.admin_url}/brevo/contacts/{contact['id']}", timeout=30).raise_for_status()
+    for external_id in gone_in_braze:
+        requests.delete(f"{sandbox.admin_url}/braze/users/{external_id}", timeout=30).raise_for_status()
+
+    # Off (the default): nothing is deleted anywhere.
+    writes = writes_during(sandbox, lambda: keep.sync(resources=["users"]))
+    assert not any(name in writes for name in DELETES)
+    assert all(braze_user_exists(sandbox, c["attributes"]["EXT_ID"]) for c in gone_in_brevo)
+    assert set(gone_in_braze) <= set(brevo_by_ext_id(sandbox))
+
+    deleting = connectors(sandbox, tmp_path, direction="both", deletes=True)
+    summaries: list[dict[str, Any]] = []
+    writes = writes_during(
+        sandbox, lambda: summaries.append(deleting.sync(type="full", resources=["users"], dry_run=True))
+    )
+    assert writes == {}
+    plan = summaries[0]["resources"][1]["plan"]
+    assert plan["delete_in_braze"] == 3 and plan["delete_in_brevo"] == 2
+
+    result = deleting.sync(type="full", resources=["users"])["resources"][1]
+    assert any("3 contact(s) deleted in Brevo were deleted in Braze" in n for n in result["notes"])
+    assert not any(braze_user_exists(sandbox, c["attributes"]["EXT_ID"]) for c in gone_in_brevo)
+    assert braze_user_by_alias(sandbox, brevo_only["id"]) is None
+    # The full Braze -> Brevo half re-imported the three contacts while their Braze users still
+    # existed; once those users were gone, the Braze-side pass removed the copies as well.
+    assert any("5 user(s) deleted in Braze were deleted in Brevo" in n for n in result["notes"])
+    remaining = all_brevo_contacts(sandbox)
+    ext_ids = {c["attributes"].get("EXT_ID") for c in remaining}
+    assert not (set(gone_in_braze) | {c["attributes"]["EXT_ID"] for c in gone_in_brevo}) & ext_ids
+    assert brevo_only["email"] not in {c.get("email") for c in remaining}
+    assert writes_during(sandbox, lambda: deleting.sync(resources=["users"])) == {}
+    assert sandbox.violations() == []

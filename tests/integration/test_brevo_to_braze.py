@@ -1,0 +1,555 @@
+"""Brevo contacts -> Braze users against the sandbox over loopback."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tajo_braze.connector as connector_module
+from tajo_braze.clients.braze import BrazeClient
+from tajo_braze.connector import BrazeConnector
+from tajo_braze.consent import CONSENT_NAMESPACE
+from tajo_braze.errors import Interrupted
+from tajo_braze.ratelimit import RateLimiter
+from tajo_braze.sandbox import Sandbox
+from tajo_braze.sync.contacts import DEAD_LETTERS
+
+from .conftest import (
+    admin_get,
+    admin_post,
+    all_braze_users,
+    all_brevo_contacts,
+    config_for,
+    env_for,
+    write_config,
+)
+
+TRACK = "braze POST /users/track"
+NEWSLETTER, CUSTOMERS = 2, 3  # the lists every seeded Brevo account has
+# POSTs that read (exports) are not writes.
+READING_POSTS = {"braze POST /users/export/segment", "braze POST /users/export/ids"}
+
+TrackLog = list[list[dict[str, Any]]]
+
+
+# ------------------------------------------------------------------ shared with test_both_directions
+class FakeClock:
+    """Time that moves only when someone sleeps: the sandbox, the connector and its limiters share it,
+    so waiting for a rate-limit window to pass costs no real time."""
+
+    def __init__(self) -> None:
+        self._now = time.time()
+        self._lock = threading.Lock()
+
+    def time(self) -> float:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self._now += max(0.0, seconds)
+
+
+def worlds_on(clock: FakeClock, make_world: Callable[..., Sandbox]) -> Callable[..., Sandbox]:
+    def make(**options: Any) -> Sandbox:
+        return make_world(clock=clock.time, sleep=clock.sleep, **options)
+
+    return make
+
+
+def connectors_on(
+    clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, made: list[BrazeConnector]
+) -> Callable[..., BrazeConnector]:
+    # The connector builds its limiters on the monotonic clock; here they run on the shared fake one.
+    monkeypatch.setattr(connector_module, "RateLimiter", functools.partial(RateLimiter, clock=clock.time))
+
+    def make(
+        sandbox: Sandbox, state_dir: Path | None = None, *, mapping: Any = None, **sync: Any
+    ) -> BrazeConnector:
+        config = config_for(sandbox, state_dir or tmp_path, **sync)
+        if mapping is not None:
+            config["connectors"]["braze"]["field_mapping"] = mapping
+        connector = BrazeConnector(
+            config, env=env_for(sandbox), log_stream=io.StringIO(), sleep=clock.sleep, clock=clock.time
+        )
+        made.append(connector)
+        return connector
+
+    return make
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sandboxes(clock: FakeClock, make_world: Callable[..., Sandbox]) -> Callable[..., Sandbox]:
+    return worlds_on(clock, make_world)
+
+
+@pytest.fixture
+def connectors(
+    clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., BrazeConnector]]:
+    made: list[BrazeConnector] = []
+    yield connectors_on(clock, tmp_path, monkeypatch, made)
+    for connector in made:
+        connector.close()
+
+
+@pytest.fixture
+def track_log(monkeypatch: pytest.MonkeyPatch) -> TrackLog:
+    return spy_on_track(monkeypatch)
+
+
+def spy_on_track(monkeypatch: pytest.MonkeyPatch) -> TrackLog:
+    """Every /users/track attributes array the connector sends (the real call still goes out)."""
+    calls: TrackLog = []
+    original = BrazeClient.track
+
+    def spy(self: BrazeClient, **arrays: Any) -> Any:
+        calls.append([dict(item) for item in arrays.get("attributes", ())])
+        return original(self, **arrays)
+
+    monkeypatch.setattr(BrazeClient, "track", spy)
+    return calls
+
+
+def write_counts(sandbox: Sandbox) -> dict[str, int]:
+    """Calls to vendor endpoints that change data, on either side."""
+    return {
+        name: count
+        for name, count in sandbox.request_counts().items()
+        if name.split(" ")[1] in ("POST", "PUT", "PATCH", "DELETE") and name not in READING_POSTS
+    }
+
+
+def writes_during(sandbox: Sandbox, action: Callable[[], Any]) -> dict[str, int]:
+    before = write_counts(sandbox)
+    action()
+    after = write_counts(sandbox)
+    return {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
+
+
+def settled_world(
+    make_world: Callable[..., Sandbox],
+    make_connector: Callable[..., BrazeConnector],
+    state_dir: Path | None = None,
+    *,
+    world: dict[str, Any] | None = None,
+    **sync: Any,
+) -> tuple[Sandbox, BrazeConnector]:
+    """A sandbox and a connector after a full `both` run and the run that settles it."""
+    sandbox = make_world(**(world or {"users": 300, "contacts": 200}))
+    connector = make_connector(sandbox, state_dir, direction="both", **sync)
+    connector.install()
+    connector.sync(type="full", resources=["users"])
+    connector.sync(resources=["users"])
+    return sandbox, connector
+
+
+def contacts_with_braze_users(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """Brevo contacts linked to a Braze user by ext_id, oldest first."""
+    known = {u["external_id"] for u in all_braze_users(sandbox) if u.get("external_id")}
+    return [c for c in all_brevo_contacts(sandbox) if c["attributes"].get("EXT_ID") in known]
+
+
+def change_contact(sandbox: Sandbox, contact_id: int, body: dict[str, Any]) -> None:
+    admin_post(sandbox, f"brevo/contacts/{contact_id}", body)
+
+
+def braze_user(sandbox: Sandbox, external_id: str) -> dict[str, Any]:
+    return dict(admin_get(sandbox, f"braze/users/{external_id}"))
+
+
+def braze_user_by_alias(sandbox: Sandbox, contact_id: int) -> dict[str, Any] | None:
+    for user in all_braze_users(sandbox):
+        for alias in user.get("user_aliases") or []:
+            if alias.get("alias_name") == str(contact_id) and alias.get("alias_label") == "brevo_contact_id":
+                return user
+    return None
+
+
+def braze_end_state(sandbox: Sandbox) -> dict[str, Any]:
+    """What Braze holds, without ids and timestamps, so two runs can be compared."""
+    state: dict[str, Any] = {}
+    for user in all_braze_users(sandbox):
+        aliases = sorted(f"{a['alias_label']}:{a['alias_name']}" for a in user.get("user_aliases") or [])
+        key = user.get("external_id") or ",".join(aliases) or user.get("email")
+        state[str(key)] = {
+            name: user.get(name) for name in ("email", "phone", "first_name", "last_name", "email_subscribe")
+        } | {"custom": user.get("custom_attributes")}
+    return state
+
+
+# ------------------------------------------------------------------ changed contacts
+def test_23_changed_contacts_update_exactly_those_users_with_only_the_changed_attribute(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector], track_log: TrackLog
+) -> None:
+    sandbox, connector = settled_world(sandboxes, connectors)
+    chosen = contacts_with_braze_users(sandbox)[:23]
+    assert len(chosen) == 23
+    for i, contact in enumerate(chosen):
+        change_contact(sandbox, contact["id"], {"attributes": {"FIRSTNAME": f"Renamed {i}"}})
+    track_log.clear()
+
+    summary = connector.sync(resources=["users"])
+    reverse = summary["resources"][1]
+    assert reverse["direction"] == "brevo_to_braze"
+    assert reverse["updated"] == 23 and reverse["created"] == 0 and reverse["failed"] == 0
+    objects = [obj for call in track_log for obj in call]
+    assert len(track_log) == math.ceil(23 / 75)
+    assert sorted(objects, key=lambda o: o["external_id"]) == sorted(
+        (
+            {"external_id": c["attributes"]["EXT_ID"], "first_name": f"Renamed {i}"}
+            for i, c in enumerate(chosen)
+        ),
+        key=lambda o: o["external_id"],
+    )
+    for i, contact in enumerate(chosen):
+        assert braze_user(sandbox, contact["attributes"]["EXT_ID"])["first_name"] == f"Renamed {i}"
+    assert sandbox.violations() == []
+
+
+@pytest.mark.parametrize(("objects_cap", "per_call"), [(None, 75), (50, 50)])
+def test_track_calls_are_packed_densely(
+    sandboxes: Callable[..., Sandbox],
+    connectors: Callable[..., BrazeConnector],
+    track_log: TrackLog,
+    objects_cap: int | None,
+    per_call: int,
+) -> None:
+    sandbox, connector = settled_world(
+        sandboxes,
+        connectors,
+        world={"users": 300, "contacts": 200, "track_objects_cap": objects_cap},
+        track_objects_cap=objects_cap,  # the contract's cap, told to the connector too
+    )
+    chosen = all_brevo_contacts(sandbox)[:160]
+    for contact in chosen:
+        change_contact(sandbox, contact["id"], {"attributes": {"LASTNAME": f"Packed{contact['id']}"}})
+    track_log.clear()
+    calls_before = sandbox.request_counts().get(TRACK, 0)
+
+    connector.sync(resources=["users"], direction="brevo_to_braze")
+    objects = sum(len(call) for call in track_log)
+    assert objects == 160
+    assert sandbox.request_counts().get(TRACK, 0) - calls_before == math.ceil(objects / per_call)
+    assert max(len(call) for call in track_log) == per_call
+    assert sandbox.violations() == []
+
+
+def test_incremental_runs_read_only_what_changed_since_the_cursor(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector], clock: FakeClock
+) -> None:
+    sandbox, connector = settled_world(sandboxes, connectors)
+    # The first run after the settle still re-reads the overlap (the writes of the last run).
+    clock.sleep(3600)
+    overlap = connector.sync(resources=["users"], direction="brevo_to_braze")["resources"][0]
+    assert overlap["read"] > 0 and overlap["updated"] + overlap["created"] == 0
+    clock.sleep(3600)  # well beyond the cursor's overlap
+    quiet = connector.sync(resources=["users"], direction="brevo_to_braze")["resources"][0]
+    assert quiet["read"] == 0
+    clock.sleep(3600)
+    for contact in contacts_with_braze_users(sandbox)[:3]:
+        change_contact(sandbox, contact["id"], {"attributes": {"LASTNAME": "Later"}})
+    changed = connector.sync(resources=["users"], direction="brevo_to_braze")["resources"][0]
+    assert changed["read"] == 3 and changed["updated"] == 3
+    # A full run reads everything again, and finds nothing else to write.
+    full = connector.sync(type="full", resources=["users"], direction="brevo_to_braze")["resources"][0]
+    assert full["read"] == len(all_brevo_contacts(sandbox)) and full["updated"] + full["created"] == 0
+    assert sandbox.violations() == []
+
+
+# ------------------------------------------------------------------ consent
+def test_blocklisted_contacts_unsubscribe_in_braze_and_stale_subscribes_never_undo_it(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector]
+) -> None:
+    sandbox, connector = settled_world(sandboxes, connectors)
+    chosen = [
+        c
+        for c in contacts_with_braze_users(sandbox)
+        if not c["emailBlacklisted"]
+        and braze_user(sandbox, c["attributes"]["EXT_ID"]).get("email_subscribe") != "unsubscribed"
+    ][:5]
+    assert len(chosen) == 5
+    ids = [c["attributes"]["EXT_ID"] for c in chosen]
+    for contact in chosen:
+        change_contact(sandbox, contact["id"], {"emailBlacklisted": True})
+
+    reverse = connector.sync(resources=["users"])["resources"][1]
+    assert any("5 contact(s) unsubscribed in Braze" in note for note in reverse["notes"])
+    for external_id in ids:
+        assert braze_user(sandbox, external_id)["email_subscribe"] == "unsubscribed"
+    stored = connector.state.get_field_values(CONSENT_NAMESPACE, [c["email"] for c in chosen])
+    assert {v["state"] for v in stored.values()} == {"unsubscribed"} and len(stored) == 5
+
+    # A stale "subscribed" from Brevo (two contacts) and from Braze (two other users).
+    for contact in chosen[:2]:
+        change_contact(sandbox, contact["id"], {"emailBlacklisted": False})
+    admin_post(
+        sandbox,
+        "braze/users",
+        {"users": [{"external_id": x, "email_subscribe": "subscribed"} for x in ids[2:4]]},
+    )
+    connector.sync(resources=["users"])
+    connector.sync(resources=["users"])
+
+    for external_id in ids[:2] + ids[4:]:
+        assert braze_user(sandbox, external_id)["email_subscribe"] == "unsubscribed"
+    contacts = {c["id"]: c for c in all_brevo_contacts(sandbox)}
+    for contact in chosen[2:]:
+        assert contacts[contact["id"]]["emailBlacklisted"] is True
+    assert sandbox.violations() == []
+
+
+def test_a_newer_resubscribe_crosses_only_when_allowed(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector], clock: FakeClock
+) -> None:
+    sandbox, connector = settled_world(sandboxes, connectors, allow_resubscribe=True)
+    contact = next(
+        c
+        for c in contacts_with_braze_users(sandbox)
+        if not c["emailBlacklisted"]
+        and braze_user(sandbox, c["attributes"]["EXT_ID"]).get("email_subscribe") != "unsubscribed"
+    )
+    external_id = contact["attributes"]["EXT_ID"]
+    change_contact(sandbox, contact["id"], {"emailBlacklisted": True})
+    connector.sync(resources=["users"])
+    assert braze_user(sandbox, external_id)["email_subscribe"] == "unsubscribed"
+
+    clock.sleep(3600)
+    change_contact(sandbox, contact["id"], {"emailBlacklisted": False})  # the marketer re-subscribes, later
+    reverse = connector.sync(resources=["users"])["resources"][1]
+    assert any("re-subscribed" in note for note in reverse["notes"])
+    assert braze_user(sandbox, external_id)["email_subscribe"] == "subscribed"
+    assert sandbox.violations() == []
+
+
+# ------------------------------------------------------------------ lists
+def test_list_membership_lands_in_brevo_lists(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector], track_log: TrackLog
+) -> None:
+    sandbox, connector = settled_world(sandboxes, connectors)
+    linked = contacts_with_braze_users(sandbox)
+    joining = [c for c in linked if NEWSLETTER not in c["listIds"]][:4]
+    leaving = [c for c in linked if CUSTOMERS in c["listIds"]][:2]
+    assert len(joining) == 4 and len(leaving) == 2
+    for contact in joining:
+        change_contact(sandbox, contact["id"], {"listIds": [NEWSLETTER]})
+    for contact in leaving:
+        change_contact(sandbox, contact["id"], {"unlinkListIds": [CUSTOMERS]})
+    track_log.clear()
+
+    connector.sync(resources=["users"])
+    for contact in joining:
+        lists = braze_user(sandbox, contact["attributes"]["EXT_ID"])["custom_attributes"]["brevo_lists"]
+        assert "Newsletter" in lists
+    for contact in leaving:
+        lists = braze_user(sandbox, contact["attributes"]["EXT_ID"])["custom_attributes"].get(
+            "brevo_lists", []
+        )
+        assert "Customers" not in lists
+    sent = [obj for call in track_log for obj in call]
+    assert all(set(obj) == {"external_id", "brevo_lists"} for obj in sent)  # array operations only
+    assert {"add": ["Newsletter"]} in [obj["brevo_lists"] for obj in sent]
+    # The connector's own list (filled from the Braze segment) never comes back as an attribute.
+    for user in all_braze_users(sandbox):
+        assert "braze_all_users" not in (user.get("custom_attributes") or {}).get("brevo_lists", [])
+    assert sandbox.violations() == []
+
+
+# ------------------------------------------------------------------ partial errors
+def test_partial_errors_are_dead_lettered_while_the_rest_apply(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector]
+) -> None:
+    sandbox, connector = settled_world(sandboxes, connectors)
+    good = [
+        admin_post(
+            sandbox,
+            "brevo/contacts",
+            {"email": f"new.{i}@example.org", "attributes": {"FIRSTNAME": f"New{i}"}},
+        )
+        for i in range(5)
+    ]
+    # Brevo accepts consecutive dots in the local part; Braze refuses them per object.
+    bad = [
+        admin_post(
+            sandbox, "brevo/contacts", {"email": f"odd..{i}@example.org", "attributes": {"FIRSTNAME": "Odd"}}
+        )
+        for i in range(2)
+    ]
+    summary = connector.sync(resources=["users"], direction="brevo_to_braze")
+    reverse = summary["resources"][0]
+    assert reverse["created"] == 5 and reverse["failed"] == 2
+    assert summary["status"] == "partial"
+    for i, contact in enumerate(good):
+        user = braze_user_by_alias(sandbox, contact["id"])
+        assert (
+            user is not None and user["first_name"] == f"New{i}" and user["email"] == f"new.{i}@example.org"
+        )
+    letters = {d["key"]: d for d in connector.dead_letters(DEAD_LETTERS)}
+    assert set(letters) == {f"brevo:{c['id']}" for c in bad}
+    assert all("invalid local part" in d["reason"] for d in letters.values())
+    assert all(braze_user_by_alias(sandbox, c["id"]) is None for c in bad)
+
+    # The marketer fixes one address: the next run retries the dead letters and resolves that one.
+    change_contact(sandbox, bad[0]["id"], {"attributes": {"EMAIL": "fixed@example.org"}})
+    again = connector.sync(resources=["users"], direction="brevo_to_braze")["resources"][0]
+    assert again["created"] == 1 and again["failed"] == 1
+    letters = {d["key"]: d for d in connector.dead_letters(DEAD_LETTERS)}
+    assert set(letters) == {f"brevo:{bad[1]['id']}"} and letters[f"brevo:{bad[1]['id']}"]["attempts"] == 2
+    fixed = braze_user_by_alias(sandbox, bad[0]["id"])
+    assert fixed is not None and fixed["email"] == "fixed@example.org"
+    assert sandbox.violations() == []
+
+
+# ------------------------------------------------------------------ dry run
+def test_dry_run_plans_the_writes_without_making_them(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector]
+) -> None:
+    sandbox, connector = settled_world(sandboxes, connectors)
+    chosen = contacts_with_braze_users(sandbox)[:3]
+    for contact in chosen:
+        change_contact(sandbox, contact["id"], {"attributes": {"FIRSTNAME": "Planned"}})
+    before = braze_end_state(sandbox)
+    summaries: list[dict[str, Any]] = []
+    writes = writes_during(
+        sandbox, lambda: summaries.append(connector.sync(resources=["users"], dry_run=True))
+    )
+    plan = summaries[0]["resources"][1]["plan"]
+    assert writes == {}
+    assert braze_end_state(sandbox) == before
+    assert plan["update"] == 3 and plan["braze_calls"] == {"POST /users/track": 1} and plan["attributes"] == 3
+    assert {d["contact_id"] for d in plan["diffs"]} == {c["id"] for c in chosen}
+    assert all(d["changes"]["first_name"]["to"] == "Planned" for d in plan["diffs"])
+    # The real run then does what the plan said.
+    assert connector.sync(resources=["users"])["resources"][1]["updated"] == 3
+    assert sandbox.violations() == []
+
+
+# ------------------------------------------------------------------ kill and resume
+def sync_process(config: Path, sandbox: Sandbox) -> subprocess.Popen[str]:
+    command = [
+        sys.executable, "-m", "tajo_braze.cli", "connectors", "sync", "braze", "--config", str(config),
+        "--resources", "users", "--direction", "brevo_to_braze", "--batch-size", "10", "--json",
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command,
+        env={**os.environ, **env_for(sandbox)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition: Callable[[], bool], deadline_s: float = 60.0) -> None:
+    """Wait for the other process to reach a point: polling with a deadline, not a fixed sleep."""
+    end = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < end, "the sync never reached the kill point"
+        time.sleep(0.001)
+
+
+def outside_changes(sandbox: Sandbox) -> set[int]:
+    """The same marketer edits in every world: 120 renames, 3 blocklistings, 4 list joins; the ids touched."""
+    contacts = all_brevo_contacts(sandbox)
+    touched: set[int] = set()
+    for contact in contacts[:120]:
+        change_contact(sandbox, contact["id"], {"attributes": {"LASTNAME": f"Edited{contact['id']}"}})
+        touched.add(contact["id"])
+    for contact in [c for c in contacts if not c["emailBlacklisted"]][-3:]:
+        change_contact(sandbox, contact["id"], {"emailBlacklisted": True})
+        touched.add(contact["id"])
+    for contact in [c for c in contacts if NEWSLETTER not in c["listIds"]][-4:]:
+        change_contact(sandbox, contact["id"], {"listIds": [NEWSLETTER]})
+        touched.add(contact["id"])
+    return touched
+
+
+@pytest.fixture
+def settled_pair(
+    make_world: Callable[..., Sandbox], make_connector: Callable[..., BrazeConnector], tmp_path: Path
+) -> Iterator[tuple[Sandbox, Sandbox, Path]]:
+    # Real time here: the killed runs are separate processes, which cannot share a fake clock.
+    clean, _ = settled_world(
+        make_world, make_connector, tmp_path / "clean", world={"users": 300, "contacts": 200, "seed": 4}
+    )
+    killed, _ = settled_world(
+        make_world, make_connector, tmp_path / "killed", world={"users": 300, "contacts": 200, "seed": 4}
+    )
+    yield clean, killed, tmp_path
+
+
+def test_kill_and_resume_gives_the_same_end_state(
+    settled_pair: tuple[Sandbox, Sandbox, Path], make_connector: Callable[..., BrazeConnector]
+) -> None:
+    clean, killed, tmp_path = settled_pair
+    touched = outside_changes(clean)
+    assert outside_changes(killed) == touched
+    make_connector(clean, tmp_path / "clean", direction="both").sync(
+        resources=["users"], direction="brevo_to_braze", batch_size=10
+    )
+    reference = braze_end_state(clean)
+
+    config = write_config(killed, tmp_path / "killed", direction="both")
+    start = killed.request_counts().get(TRACK, 0)
+    for calls in (3, 8):  # killed after the 3rd and after the 8th call of 10 objects
+        process = sync_process(config, killed)
+        wait_for(lambda calls=calls: killed.request_counts().get(TRACK, 0) >= start + calls)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        assert process.returncode == -signal.SIGKILL
+    final = sync_process(config, killed)
+    out, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["status"] == "ok"
+    resumed = summary["resources"][0]
+    # Acknowledged batches were kept (8 calls of 10 went out, one per kill may have been in flight).
+    assert 0 < resumed["updated"] + resumed["created"] <= len(touched) - 40
+    assert braze_end_state(killed) == reference
+    # Nothing is left half-done: one more run writes nothing.
+    after = make_connector(killed, tmp_path / "killed", direction="both")
+    assert writes_during(killed, lambda: after.sync(resources=["users"], direction="brevo_to_braze")) == {}
+    assert killed.violations() == [] and clean.violations() == []
+
+
+def test_stop_request_interrupts_between_batches_and_the_next_run_finishes(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector], track_log: TrackLog
+) -> None:
+    sandbox, connector = settled_world(sandboxes, connectors)
+    touched = outside_changes(sandbox)
+    original = BrazeClient.track
+
+    def stop_after_first(self: BrazeClient, **arrays: Any) -> Any:
+        answer = original(self, **arrays)
+        connector.stop.set()  # as SIGINT does: the run stops at the next safe point
+        return answer
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BrazeClient, "track", stop_after_first)
+        with pytest.raises(Interrupted):
+            connector.sync(resources=["users"], direction="brevo_to_braze")
+    assert connector.status()["last_sync"]["status"] == "interrupted"
+    connector.stop.clear()
+    track_log.clear()
+    resumed = connector.sync(resources=["users"], direction="brevo_to_braze")["resources"][0]
+    # The first batch was committed before the stop: it is not written again.
+    assert resumed["updated"] + resumed["created"] == len(touched) - 75
+    assert sum(len(call) for call in track_log) == len(touched) - 75
+    assert sandbox.violations() == []

@@ -156,8 +156,11 @@ def render_sync(summary: dict[str, Any], *, show_calls: bool = True) -> str:
     head = f"{'Dry run' if summary['dry_run'] else 'Sync'} ({summary['type']}): {summary['status']}"
     lines = [head]
     for r in summary["resources"]:
+        label = r["resource"]
+        if label == "users":
+            label = "users→braze" if r.get("direction") == "brevo_to_braze" else "users→brevo"
         lines.append(
-            f"  {r['resource']:<10} read {r['read']:>8}  created {r['created']:>7}  updated {r['updated']:>7}  "
+            f"  {label:<12} read {r['read']:>8}  created {r['created']:>7}  updated {r['updated']:>7}  "
             f"unchanged {r['unchanged']:>8}  skipped {r['skipped']:>6}  failed {r['failed']:>6}  "
             f"{r['duration_s']:.1f}s"
         )

@@ -21,6 +21,8 @@ from .sandbox import Sandbox
 from .sync.users import FINGERPRINTS
 
 CHANGED_USERS = 7
+CHANGED_CONTACTS = 5
+UNSUBSCRIBED = 2
 
 
 def demo_config(sandbox: Sandbox, workdir: Path) -> dict[str, Any]:
@@ -32,7 +34,7 @@ def demo_config(sandbox: Sandbox, workdir: Path) -> dict[str, Any]:
                 "instance_url": sandbox.braze_url,
                 "api_key": "${BRAZE_API_KEY}",
                 "brevo": {"api_key": "${BREVO_API_KEY}", "base_url": sandbox.brevo_url},
-                "sync": {"users": True, "direction": "braze_to_brevo", "users_segment": "All Users"},
+                "sync": {"users": True, "direction": "both", "users_segment": "All Users"},
                 "field_mapping": mapping["field_mapping"],
                 "state_path": str(workdir / ".tajo" / "state.db"),
                 "log_level": "warning",
@@ -58,6 +60,33 @@ def change_users(sandbox: Sandbox, connector: BrazeConnector, count: int) -> lis
     return [u["external_id"] for u in picked]
 
 
+def change_contacts(sandbox: Sandbox, connector: BrazeConnector, count: int, unsubscribe: int) -> list[str]:
+    """Change `count` linked contacts in Brevo as a marketer would; the first `unsubscribe` are blocklisted."""
+    contacts = requests.get(f"{sandbox.admin_url}/brevo/contacts", params={"offset": 0, "limit": 2000}, timeout=10)
+    contacts.raise_for_status()
+    linked = [c for c in contacts.json()["contacts"] if c["attributes"].get("EXT_ID") and c.get("email")]
+    synced = connector.state.get_fingerprints(FINGERPRINTS, [f"ext:{c['attributes']['EXT_ID']}" for c in linked])
+    picked = [c for c in linked if f"ext:{c['attributes']['EXT_ID']}" in synced and not c["emailBlacklisted"]]
+    picked = picked[40 : 40 + count]
+    for i, contact in enumerate(picked):
+        change: dict[str, Any] = {"attributes": {"LASTNAME": f"{contact['attributes'].get('LASTNAME') or 'X'}-Brevo"}}
+        if i < unsubscribe:
+            change["emailBlacklisted"] = True
+        ext_id = contact["attributes"]["EXT_ID"]
+        requests.post(
+            f"{sandbox.admin_url}/brevo/contacts/{ext_id}", params={"identifierType": "ext_id"}, json=change, timeout=10
+        ).raise_for_status()
+    return [c["attributes"]["EXT_ID"] for c in picked]
+
+
+def _indent(text: str) -> str:
+    return "   " + text.replace("\n", "\n   ")
+
+
+def _half(summary: dict[str, Any], direction: str) -> dict[str, Any]:
+    return next(r for r in summary["resources"] if r["resource"] == "users" and r["direction"] == direction)
+
+
 def run_demo(stream: IO[str], *, users: int = 2000, as_json: bool = False) -> int:
     say = (lambda text: None) if as_json else (lambda text: stream.write(text + "\n"))
     report: dict[str, Any] = {}
@@ -77,34 +106,48 @@ def run_demo(stream: IO[str], *, users: int = 2000, as_json: bool = False) -> in
             say("\n2. test")
             checks = connector.test()
             report["test"] = checks
-            say("   " + render_checks(checks).replace("\n", "\n   "))
+            say(_indent(render_checks(checks)))
 
-            say("\n3. full sync (Braze users -> Brevo contacts)")
-            full = connector.sync(type="full", resources=["users"])
+            say("\n3. full sync, both directions, with campaign and Canvas analytics")
+            full = connector.sync(type="full", resources=["users", "campaigns", "canvases"])
             report["full_sync"] = full
-            say("   " + render_sync(full, show_calls=False).replace("\n", "\n   "))
+            say(_indent(render_sync(full, show_calls=False)))
+            settle = connector.sync(resources=["users"])
+            report["settle_sync"] = settle
 
             changed = change_users(sandbox, connector, CHANGED_USERS)
             say(f"\n4. {len(changed)} users changed in Braze: {', '.join(changed)}")
+            edited = change_contacts(sandbox, connector, CHANGED_CONTACTS, UNSUBSCRIBED)
+            say(f"   {len(edited)} contacts changed in Brevo ({UNSUBSCRIBED} of them unsubscribed): {', '.join(edited)}")
 
-            say("\n5. incremental sync")
+            say("\n5. incremental sync, both directions")
             incremental = connector.sync(resources=["users"])
             report["incremental_sync"] = incremental
-            say("   " + render_sync(incremental, show_calls=False).replace("\n", "\n   "))
+            say(_indent(render_sync(incremental, show_calls=False)))
 
-            say("\n6. status")
+            say("\n6. export-segment 'small_test' into a new Brevo list")
+            exported = connector.export_segment("small_test", include_attributes=["first_name", "last_name"])
+            report["export_segment"] = exported
+            say(f"   {exported['count']} users exported into Brevo list {exported['list_id']}")
+
+            say("\n7. status")
             status = connector.status()
             report["status"] = status
             say(
-                f"   contacts tracked {status['users_count']}, dead letters {status['dead_letters']}, "
+                f"   contacts tracked {status['users_count']}, campaigns tracked {status['campaigns_tracked']}, "
+                f"canvases tracked {status['canvases_tracked']}, dead letters {status['dead_letters']}, "
                 f"last sync {status['last_sync']['status'] if status['last_sync'] else '-'}"
             )
-        users_result = incremental["resources"][0]
-        written = users_result["created"] + users_result["updated"]
+        to_brevo = _half(incremental, "braze_to_brevo")
+        to_braze = _half(incremental, "brevo_to_braze")
+        written = to_brevo["created"] + to_brevo["updated"]
+        written_back = to_braze["created"] + to_braze["updated"]
+        first = _half(full, "braze_to_brevo")
         say(
-            f"\nWhat moved: the full sync wrote {full['resources'][0]['created'] + full['resources'][0]['updated']} "
-            f"contacts and set aside {full['resources'][0]['failed']} users Brevo cannot hold (see dead letters); "
-            f"after {len(changed)} users changed in Braze, the incremental sync wrote {written}."
+            f"\nWhat moved: the full sync wrote {first['created'] + first['updated']} contacts to Brevo and set "
+            f"aside {first['failed']} users Brevo cannot hold (see dead letters). After {len(changed)} users "
+            f"changed in Braze and {len(edited)} contacts in Brevo, the incremental sync wrote {written} contacts "
+            f"to Brevo and {written_back} users back to Braze, {UNSUBSCRIBED} of them unsubscribed."
         )
         report["violations"] = sandbox.violations()
         if report["violations"]:
@@ -113,5 +156,10 @@ def run_demo(stream: IO[str], *, users: int = 2000, as_json: bool = False) -> in
             say("No vendor limit was exceeded (the sandbox's violation log is empty).")
     if as_json:
         stream.write(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
-    ok = all(c["ok"] for c in report["test"]) and written == CHANGED_USERS and not report["violations"]
+    ok = (
+        all(c["ok"] for c in report["test"])
+        and written == CHANGED_USERS
+        and written_back == CHANGED_CONTACTS
+        and not report["violations"]
+    )
     return 0 if ok else 1

@@ -126,9 +126,10 @@ def test_demo_runs_a_complete_round_trip() -> None:
     out = io.StringIO()
     assert main(["demo", "--users", "600"], stdout=out) == 0
     text = out.getvalue()
-    for step in ("1. install", "2. test", "3. full sync", "5. incremental sync", "6. status"):
+    for step in ("1. install", "2. test", "3. full sync", "5. incremental sync", "6. export-segment", "7. status"):
         assert step in text
-    assert "the incremental sync wrote 7." in text
+    assert "the incremental sync wrote 7 contacts to Brevo and 5 users back to Braze, 2 of them unsubscribed" in text
+    assert "25 users exported" in text
     assert "violation log is empty" in text
 
 

@@ -295,6 +295,8 @@ class EventSettings:
     )  # brevo event -> Braze event
     deny: tuple[str, ...] = DEFAULT_EVENT_DENY  # Braze Currents event types never forwarded to Brevo
     batch_size: int = 100
+    # Brevo key names the connector writes with: webhook events they caused are our own echoes.
+    own_key_names: tuple[str, ...] = ("tajo-connector",)
 
 
 DEFAULT_FIELD_MAPPING = "mappings/default.yaml"
@@ -618,6 +620,7 @@ def _build(braze: Mapping[str, Any], doc: YamlDocument, base_dir: Path, where: W
         names=MappingProxyType(names),
         deny=tuple(events_raw["deny"]) if "deny" in events_raw else DEFAULT_EVENT_DENY,
         batch_size=events_raw.get("batch_size", 100),
+        own_key_names=tuple(events_raw.get("own_key_names") or ("tajo-connector",)),
     )
 
     mirror = braze.get("mirror_segments") or ()

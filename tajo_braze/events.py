@@ -129,6 +129,7 @@ def rules_for(ctx: SyncContext) -> EventRules:
         ctx.config.events.deny,
         deletes=ctx.config.sync.deletes,
         contact_attributes=contact_attributes,
+        own_key_names=ctx.config.events.own_key_names,
     )
 
 

@@ -7,6 +7,7 @@ import json
 import socket
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -490,4 +491,24 @@ def test_the_cli_reads_json_lines_from_stdin(
     )
     assert code == 0, out.getvalue()
     assert len(braze_activity(sandbox, user["external_id"])["events"]) == 2
+    assert sandbox.violations() == []
+
+
+def test_the_connector_key_name_is_configurable_for_echo_filtering(
+    make_world: Callable[..., Sandbox], make_connector: Callable[..., BrazeConnector], tmp_path: Path
+) -> None:
+    sandbox = small_world(make_world)
+    user = subscribed_users(sandbox)[0]
+    connector = make_connector(sandbox, tmp_path)
+    connector.config = connector.config.with_overrides(
+        events=replace(connector.config.events, own_key_names=("crm-sync-prod",))
+    )
+
+    def updated(key_name: str, ts: int) -> dict[str, Any]:
+        return {"event": "contact_updated", "ts": ts, "api_key_name": key_name,
+                "content": [{"email": user["email"], "emailBlacklist": True}]}
+
+    assert connector.handle_event("brevo", updated("crm-sync-prod", 1714557700))["ignored"] == 1
+    # The default name is now someone else's key: its change is real and crosses to Braze.
+    assert connector.handle_event("brevo", updated("tajo-connector", 1714557800))["ignored"] == 0
     assert sandbox.violations() == []

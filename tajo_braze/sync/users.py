@@ -219,6 +219,7 @@ class ImportWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._inflight: dict[int, list[PendingRow]] = {}
+        self._uncommitted: dict[str, dict[str, str]] = {"email": {}, "sms": {}}
         self._error: BaseException | None = None
 
     def _body(self, rows: RowBuffer, suffix: bytes) -> bytes:
@@ -235,6 +236,7 @@ class ImportWriter:
             self.flush(position)
         self.batch.rows.append(row)
         self.batch.meta.append(meta)
+        self._hold_claims(meta)
 
     def add_blacklist(self, email: str, position: tuple[int, int]) -> None:
         row = orjson.dumps({"email": email})
@@ -257,6 +259,7 @@ class ImportWriter:
         ctx = self.ctx
         if ctx.dry_run:
             self._count(self.batch.meta)
+            self._release_claims(self.batch.meta)  # a dry run keeps no claims: memory stays flat
             self.imports_sent += 1 if self.batch.rows else 0
             self.blacklist_imports_sent += 1 if self.blacklist else 0
             self.batch = ImportBatch()
@@ -311,9 +314,30 @@ class ImportWriter:
         self._raise_if_failed()
 
     def inflight_meta(self) -> list[PendingRow]:
-        """Rows sealed but not yet committed: their claims are not in state yet."""
+        """Rows sealed but not yet committed."""
         with self._lock:
             return [m for meta in self._inflight.values() for m in meta]
+
+    def claim_owner(self, kind: str, value: str) -> str | None:
+        """Who claims an email or phone among rows not yet committed (their claims are not in state)."""
+        with self._lock:
+            return self._uncommitted[kind].get(value)
+
+    def _hold_claims(self, meta: PendingRow) -> None:
+        with self._lock:
+            if meta.record.email:
+                self._uncommitted["email"][meta.record.email] = meta.owner
+            if meta.record.sms:
+                self._uncommitted["sms"][meta.record.sms] = meta.owner
+
+    def _release_claims(self, meta: Sequence[PendingRow]) -> None:
+        with self._lock:
+            emails, phones = self._uncommitted["email"], self._uncommitted["sms"]
+            for m in meta:
+                if m.record.email and emails.get(m.record.email) == m.owner:
+                    del emails[m.record.email]
+                if m.record.sms and phones.get(m.record.sms) == m.owner:
+                    del phones[m.record.sms]
 
     def _send_and_commit(self, sealed: SealedBatch) -> None:
         ctx = self.ctx
@@ -344,6 +368,7 @@ class ImportWriter:
                 if checkpoint is not None:
                     checkpoint["member"], checkpoint["line"] = position
                     ctx.state.set_value(CHECKPOINT, checkpoint)
+        self._release_claims(meta)
         self._count(meta)
 
     def _count(self, meta: Sequence[PendingRow]) -> None:
@@ -390,8 +415,6 @@ class UsersSync:
         self.result = ResourceResult(RESOURCE, direction="braze_to_brevo")
         self.plan = Plan()
         self.dead: list[DeadLetterRow] = []
-        self.buffer_emails: dict[str, str] = {}
-        self.buffer_sms: dict[str, str] = {}
         self.shared_phones = 0
         self.accepted: list[str] | None = None  # filled only when retrying dead letters
         rules = repr(ctx.mapping.rules).encode() + repr(self.export_fields()).encode()
@@ -631,9 +654,6 @@ class UsersSync:
         if not mapped:
             return
         # Claims made by rows not yet in state: the unflushed import buffer, then this chunk's rows.
-        waiting = writer.batch.meta + writer.inflight_meta()
-        self.buffer_emails = {m.record.email: m.owner for m in waiting if m.record.email}
-        self.buffer_sms = {m.record.sms: m.owner for m in waiting if m.record.sms}
         keys = [p.key for _, p, _ in mapped]
         previous = {k: SentRecord.decode(v) for k, v in ctx.state.get_fingerprints(FINGERPRINTS, keys).items()}
         emails = sorted({p.email for _, p, _ in mapped if p.email})
@@ -646,7 +666,7 @@ class UsersSync:
             # the first to claim it keeps it, so runs converge instead of flapping between profiles.
             me = key if user.external_id or not user.braze_id else f"braze:{user.braze_id}"
             if payload.email:
-                owner = self.buffer_emails.get(payload.email) or email_owner.get(payload.email)
+                owner = writer.claim_owner("email", payload.email) or email_owner.get(payload.email)
                 if owner and owner != me:
                     self._reject(
                         me,
@@ -658,7 +678,7 @@ class UsersSync:
                     continue
             sms = payload.attributes.get("SMS")
             if isinstance(sms, str):
-                owner = self.buffer_sms.get(sms) or sms_owner.get(sms)
+                owner = writer.claim_owner("sms", sms) or sms_owner.get(sms)
                 if owner and owner != me:
                     # Brevo refuses a phone number shared by two contacts: keep the contact, drop the number.
                     attributes = {k: v for k, v in payload.attributes.items() if k != "SMS"}
@@ -687,10 +707,6 @@ class UsersSync:
             if newly_unsubscribed and payload.email:
                 self.plan.blacklist += 1
                 writer.add_blacklist(payload.email, position)
-            if payload.email:
-                self.buffer_emails[payload.email] = me
-            if isinstance(sms, str):
-                self.buffer_sms[sms] = me
             writer.add(orjson.dumps(import_row(payload)), PendingRow(key, me, record, before, before is None), position)
 
     def _diff(self, payload: ContactPayload, before: SentRecord | None) -> dict[str, Any]:

@@ -302,9 +302,10 @@ def predicted_sent_record(
     payload = brevo_content_as_sent(contact, mapping, sent, blacklisted=blacklisted)
     sms_name = _phone_attribute(mapping)
     sms = payload.attributes.get(sms_name) if sms_name else None
-    if (payload.email or None) != sent.email or (sms if isinstance(sms, str) else None) != sent.sms:
-        return None
-    return users_half.SentRecord(users_half.payload_digest(payload), sent.email, sent.sms, blacklisted)
+    # A carried email or phone changes the identifiers too; `remember_sent` moves the claims.
+    return users_half.SentRecord(
+        users_half.payload_digest(payload), payload.email or None, sms if isinstance(sms, str) else None, blacklisted
+    )
 
 
 def _phone_attribute(mapping: CompiledMapping) -> str | None:
@@ -601,7 +602,7 @@ def commit_updates(ctx: SyncContext, updates: Sequence[PendingUpdate]) -> None:
         (u.plan.memory.identity_key, u.predicted.encode()) for u in updates if u.predicted is not None
     ]
     if predicted:
-        state.put_fingerprints(users_half.FINGERPRINTS, predicted)
+        users_half.remember_sent(state, [(key, users_half.SentRecord.decode(text)) for key, text in predicted])
 
 
 def dead_letter_key(contact: BrevoContact) -> str:

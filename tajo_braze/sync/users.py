@@ -29,6 +29,7 @@ from ..exports import (
     wait_until_ready,
 )
 from ..models import BrazeUser, ContactPayload, ImportProcess, ResourceResult
+from ..state import StateStore
 from .context import SyncContext
 
 RESOURCE = "users"
@@ -379,17 +380,54 @@ class ImportWriter:
                 self.result.updated += 1
 
     def _update_claims(self, meta: Sequence[PendingRow]) -> None:
-        state = self.ctx.state
-        stale_emails = [
-            m.previous.email for m in meta if m.previous and m.previous.email and m.previous.email != m.record.email
-        ]
-        stale_sms = [m.previous.sms for m in meta if m.previous and m.previous.sms and m.previous.sms != m.record.sms]
-        if stale_emails:
-            state.delete_fingerprints(EMAIL_CLAIMS, stale_emails)
-        if stale_sms:
-            state.delete_fingerprints(SMS_CLAIMS, stale_sms)
-        state.put_fingerprints(EMAIL_CLAIMS, ((m.record.email, m.owner) for m in meta if m.record.email))
-        state.put_fingerprints(SMS_CLAIMS, ((m.record.sms, m.owner) for m in meta if m.record.sms))
+        update_claims(self.ctx.state, meta)
+
+
+def update_claims(state: StateStore, meta: Sequence[PendingRow]) -> None:
+    """Move each row's email and phone claims to what it now holds (stale ones released)."""
+    stale_emails = [
+        m.previous.email for m in meta if m.previous and m.previous.email and m.previous.email != m.record.email
+    ]
+    stale_sms = [m.previous.sms for m in meta if m.previous and m.previous.sms and m.previous.sms != m.record.sms]
+    if stale_emails:
+        state.delete_fingerprints(EMAIL_CLAIMS, stale_emails)
+    if stale_sms:
+        state.delete_fingerprints(SMS_CLAIMS, stale_sms)
+    state.put_fingerprints(EMAIL_CLAIMS, ((m.record.email, m.owner) for m in meta if m.record.email))
+    state.put_fingerprints(SMS_CLAIMS, ((m.record.sms, m.owner) for m in meta if m.record.sms))
+
+
+def remember_sent(state: StateStore, records: Sequence[tuple[str, SentRecord]]) -> list[str]:
+    """Record that Brevo already holds these contents for these keys (the Brevo → Braze half
+    wrote them to Braze), so the next export does not echo them back; claims follow.
+
+    An identifier another profile claims is not taken over, and a key without an external_id
+    (its claims belong to a Braze profile id we do not know here) keeps what it had: those are
+    left to this half, which sorts them out when it reads the export.
+    """
+    if not records:
+        return []
+    keys = [key for key, _ in records]
+    previous = {k: SentRecord.decode(v) for k, v in state.get_fingerprints(FINGERPRINTS, keys).items()}
+    emails = sorted({r.email for _, r in records if r.email})
+    phones = sorted({r.sms for _, r in records if r.sms})
+    email_owner = state.get_fingerprints(EMAIL_CLAIMS, emails) if emails else {}
+    sms_owner = state.get_fingerprints(SMS_CLAIMS, phones) if phones else {}
+    rows: list[PendingRow] = []
+    for key, record in records:
+        before = previous.get(key)
+        moved = before is None or before.email != record.email or before.sms != record.sms
+        if moved and not key.startswith("ext:"):
+            continue
+        if record.email and email_owner.get(record.email, key) != key:
+            continue
+        if record.sms and sms_owner.get(record.sms, key) != key:
+            continue
+        rows.append(PendingRow(key, key, record, before, before is None))
+    with state.transaction():
+        state.put_fingerprints(FINGERPRINTS, ((m.key, m.record.encode()) for m in rows))
+        update_claims(state, rows)
+    return [m.key for m in rows]
 
 
 # ------------------------------------------------------------------ the run

@@ -412,11 +412,12 @@ def test_after_our_write_the_users_half_finds_nothing_to_send(mapping: CompiledM
     moved = mapping.to_brevo(braze_user(**{**user, "first_name": "Anna", "last_name": "New"}))
     assert isinstance(moved, ContactPayload)
     assert users_half.payload_digest(moved) != predicted.digest
-    # An identifier change is left to the users half, which keeps its identifier claims.
-    assert (
-        predicted_sent_record(imported_contact(payload, SMS="+33612345678"), mapping, sent, blacklisted=False)
-        is None
-    )
+    # A phone carried to Braze is predicted too, with the new identifier, so its claim can move.
+    carried = predicted_sent_record(imported_contact(payload, SMS="+33612345678"), mapping, sent, blacklisted=False)
+    assert carried is not None and carried.sms == "+33612345678" and carried.email == "ann@example.com"
+    with_phone = mapping.to_brevo(braze_user(**{**user, "phone": "+33612345678"}))
+    assert isinstance(with_phone, ContactPayload)
+    assert users_half.payload_digest(with_phone) == carried.digest
 
 
 # ------------------------------------------------------------------ packing and errors

@@ -407,8 +407,10 @@ class MemberImportWriter(users.ImportWriter):
             setattr(self, name, orjson.dumps(options))
         self.accepted: list[str] = []
 
-    def add(self, row: bytes, meta: users.PendingRow, position: tuple[int, int]) -> None:
-        super().add(row, meta, position)
+    def add(
+        self, row: bytes, meta: users.PendingRow, position: tuple[int, int], *, unsubscribe: bool = False
+    ) -> None:
+        super().add(row, meta, position, unsubscribe=unsubscribe)
         self.accepted.append(meta.key)
 
     def has_rows(self) -> bool:

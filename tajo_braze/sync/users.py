@@ -163,12 +163,21 @@ class PendingRow:
 
 @dataclass
 class ImportBatch:
+    """Rows waiting for one kind of import: contacts, or contacts to blocklist (all rows of such an
+    import are blocklisted, which is why unsubscribes travel apart)."""
+
+    suffix: bytes
+    unsubscribe: bool = False
     rows: RowBuffer = field(default_factory=RowBuffer)
     meta: list[PendingRow] = field(default_factory=list)
+    first_position: tuple[int, int] | None = None
 
     @property
     def size(self) -> int:
         return self.rows.size
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 DeadLetterRow = tuple[str, str, str, dict[str, Any]]
@@ -176,15 +185,32 @@ DeadLetterRow = tuple[str, str, str, dict[str, Any]]
 
 @dataclass(slots=True)
 class SealedBatch:
-    main: bytes | None
-    blacklist: bytes | None
+    body: bytes
+    unsubscribe: bool
     meta: list[PendingRow]
     dead: list[DeadLetterRow]
     position: tuple[int, int] | None
 
 
+def _import_options(list_id: int, *, unsubscribe: bool) -> bytes:
+    options: dict[str, Any] = {
+        "listIds": [list_id],
+        "updateExistingContacts": True,
+        "emptyContactsAttributes": False,
+        "disableNotification": True,
+    }
+    if unsubscribe:
+        options["emailBlacklist"] = True
+    return orjson.dumps(options)
+
+
 class ImportWriter:
-    """Fills /contacts/import bodies up to the safe size and commits state only after Brevo accepts."""
+    """Fills /contacts/import bodies up to the safe size and commits state only after Brevo accepts.
+
+    Two buffers, each sealed when it is full: contacts, and newly unsubscribed contacts (whose
+    whole row goes in an import that blocklists every row). A sealed batch's checkpoint never
+    passes a row still waiting in the other buffer, so a resume re-reads it.
+    """
 
     def __init__(self, ctx: SyncContext, result: ResourceResult, list_id: int) -> None:
         self.ctx = ctx
@@ -192,25 +218,8 @@ class ImportWriter:
         self.list_id = list_id
         # Bodies are filled up to the safe size; --batch-size caps the rows per import instead.
         self.max_rows = ctx.batch_size or 10**9
-        self.batch = ImportBatch()
-        self.blacklist = RowBuffer()
-        self.suffix = orjson.dumps(
-            {
-                "listIds": [list_id],
-                "updateExistingContacts": True,
-                "emptyContactsAttributes": False,
-                "disableNotification": True,
-            }
-        )
-        self.blacklist_suffix = orjson.dumps(
-            {
-                "listIds": [list_id],
-                "updateExistingContacts": True,
-                "emptyContactsAttributes": False,
-                "emailBlacklist": True,
-                "disableNotification": True,
-            }
-        )
+        self.batch = ImportBatch(_import_options(list_id, unsubscribe=False))
+        self.blacklist = ImportBatch(_import_options(list_id, unsubscribe=True), unsubscribe=True)
         self.imports_sent = 0
         self.blacklist_imports_sent = 0
         self.rows_sent = 0
@@ -223,58 +232,79 @@ class ImportWriter:
         self._uncommitted: dict[str, dict[str, str]] = {"email": {}, "sms": {}}
         self._error: BaseException | None = None
 
-    def _body(self, rows: RowBuffer, suffix: bytes) -> bytes:
+    @property
+    def suffix(self) -> bytes:
+        return self.batch.suffix
+
+    @suffix.setter
+    def suffix(self, value: bytes) -> None:
+        self.batch.suffix = value
+
+    @property
+    def blacklist_suffix(self) -> bytes:
+        return self.blacklist.suffix
+
+    @blacklist_suffix.setter
+    def blacklist_suffix(self, value: bytes) -> None:
+        self.blacklist.suffix = value
+
+    @staticmethod
+    def _body(rows: RowBuffer, suffix: bytes) -> bytes:
         return b'{"jsonBody":[' + rows.joined() + b"]," + suffix[1:]
 
-    def _overhead(self) -> int:
-        return len(self.suffix) + 16
-
-    def _full(self, rows: int, size: int, extra: int) -> bool:
-        return rows > 0 and (size + extra + 1 + self._overhead() > IMPORT_SAFE_BYTES or rows >= self.max_rows)
-
-    def add(self, row: bytes, meta: PendingRow, position: tuple[int, int]) -> None:
-        if self._full(len(self.batch.rows), self.batch.size, len(row)):
-            self.flush(position)
-        self.batch.rows.append(row)
-        self.batch.meta.append(meta)
-        self._hold_claims(meta)
-
-    def add_blacklist(self, email: str, position: tuple[int, int]) -> None:
-        row = orjson.dumps({"email": email})
-        if self._full(len(self.blacklist), self.blacklist.size, len(row)):
-            self.flush(position)
-        self.blacklist.append(row)
-
-    def planned_calls(self) -> int:
-        return self.imports_sent + self.blacklist_imports_sent + (1 if self.batch.rows else 0) + (
-            1 if self.blacklist else 0
+    def _full(self, target: ImportBatch, extra: int) -> bool:
+        overhead = len(target.suffix) + 16
+        return len(target) > 0 and (
+            target.size + extra + 1 + overhead > IMPORT_SAFE_BYTES or len(target) >= self.max_rows
         )
 
-    def flush(self, position: tuple[int, int] | None) -> None:
-        """Seal what is buffered and hand it to the sender; the reader goes on with the next batch.
+    def add(self, row: bytes, meta: PendingRow, position: tuple[int, int], *, unsubscribe: bool = False) -> None:
+        if self._full(self.blacklist if unsubscribe else self.batch, len(row)):
+            self._seal(self.blacklist if unsubscribe else self.batch, position)
+        target = self.blacklist if unsubscribe else self.batch  # a fresh buffer after a seal
+        target.rows.append(row)
+        target.meta.append(meta)
+        if target.first_position is None:
+            target.first_position = position
+        self._hold_claims(meta)
 
-        The sender posts the import(s), then commits fingerprints, claims, dead letters and the
+    def flush(self, position: tuple[int, int] | None) -> None:
+        """Seal both buffers and hand them to the sender; the reader goes on with the next batch.
+
+        The sender posts each import, then commits fingerprints, claims, dead letters and the
         checkpoint in one transaction. Batches commit in the order they were sealed, so the
         checkpoint only moves forward; at most one sealed batch waits while another is sent.
         """
+        for target in (self.batch, self.blacklist):
+            if len(target):
+                self._seal(target, position)
+
+    def _seal(self, target: ImportBatch, position: tuple[int, int] | None) -> None:
         ctx = self.ctx
+        other = self.blacklist if target is self.batch else self.batch
+        if len(other) and other.first_position is not None:
+            position = other.first_position if position is None else min(position, other.first_position)
+        meta = target.meta
+        fresh = ImportBatch(target.suffix, target.unsubscribe)
+        if target is self.batch:
+            self.batch = fresh
+        else:
+            self.blacklist = fresh
         if ctx.dry_run:
-            self._count(self.batch.meta)
-            self._release_claims(self.batch.meta)  # a dry run keeps no claims: memory stays flat
-            self.imports_sent += 1 if self.batch.rows else 0
-            self.blacklist_imports_sent += 1 if self.blacklist else 0
-            self.batch = ImportBatch()
-            self.blacklist = RowBuffer()
+            self._count(meta)
+            self._release_claims(meta)  # a dry run keeps no claims: memory stays flat
+            if target.unsubscribe:
+                self.blacklist_imports_sent += 1
+            else:
+                self.imports_sent += 1
             return
         sealed = SealedBatch(
-            main=self._body(self.batch.rows, self.suffix) if self.batch.rows else None,
-            blacklist=self._body(self.blacklist, self.blacklist_suffix) if self.blacklist else None,
-            meta=self.batch.meta,
+            body=self._body(target.rows, target.suffix),
+            unsubscribe=target.unsubscribe,
+            meta=meta,
             dead=self.take_dead_letters(),
             position=position,
         )
-        self.batch = ImportBatch()
-        self.blacklist = RowBuffer()
         self._submit(sealed)
         ctx.check_stop()
 
@@ -342,14 +372,13 @@ class ImportWriter:
 
     def _send_and_commit(self, sealed: SealedBatch) -> None:
         ctx = self.ctx
-        processes: list[int] = []
-        if sealed.main is not None:
-            processes.append(ctx.brevo.import_contacts(sealed.main))
-            self.imports_sent += 1
-            self.rows_sent += len(sealed.meta)
-        if sealed.blacklist is not None:
-            processes.append(ctx.brevo.import_contacts(sealed.blacklist))
+        process = ctx.brevo.import_contacts(sealed.body)
+        if sealed.unsubscribe:
             self.blacklist_imports_sent += 1
+        else:
+            self.imports_sent += 1
+        self.rows_sent += len(sealed.meta)
+        processes = [process]
         meta = sealed.meta
         with ctx.state.transaction():
             if sealed.dead:
@@ -361,8 +390,7 @@ class ImportWriter:
                 for pid in processes:
                     pending.append({"process_id": pid, "keys_namespace": f"users:import:{pid}"})
                 ctx.state.set_value(PENDING_IMPORTS, pending)
-                if sealed.main is not None:
-                    ctx.state.add_members(f"users:import:{processes[0]}", (m.key for m in meta))
+                ctx.state.add_members(f"users:import:{processes[0]}", (m.key for m in meta))
             position = sealed.position
             if position is not None and position[0] >= 0:
                 checkpoint = ctx.state.get_value(CHECKPOINT)
@@ -742,10 +770,15 @@ class UsersSync:
             if ctx.dry_run and len(self.plan.diffs) < PLAN_SAMPLE:
                 self.plan.diffs.append(self._diff(payload, before))
             newly_unsubscribed = payload.email_blacklisted is True and (before is None or before.blacklisted is not True)
-            if newly_unsubscribed and payload.email:
+            unsubscribe = bool(newly_unsubscribed and payload.email)
+            if unsubscribe:
                 self.plan.blacklist += 1
-                writer.add_blacklist(payload.email, position)
-            writer.add(orjson.dumps(import_row(payload)), PendingRow(key, me, record, before, before is None), position)
+            writer.add(
+                orjson.dumps(import_row(payload)),
+                PendingRow(key, me, record, before, before is None),
+                position,
+                unsubscribe=unsubscribe,
+            )
 
     def _diff(self, payload: ContactPayload, before: SentRecord | None) -> dict[str, Any]:
         """A field-level diff against what Brevo holds now (a read; dry runs write nothing)."""

@@ -12,7 +12,7 @@ import hmac
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -324,6 +324,13 @@ class Config:
     log_api_calls: bool
     state_path: Path  # resolved against base_dir
     allow_plaintext_secrets: bool
+    # Values read from the environment: any of them may be a secret written in the wrong field,
+    # so messages about this configuration (mapping problems included) never echo them.
+    from_environment: tuple[Secret, ...] = dataclasses.field(default=(), repr=False, compare=False)
+
+    def unechoable(self) -> tuple[str, ...]:
+        """Every value a message about this configuration must not echo."""
+        return tuple(dict.fromkeys([*self.secrets(), *(s.reveal() for s in self.from_environment)]))
 
     def secrets(self) -> tuple[str, ...]:
         """Every configured secret value, revealed, so the logger can mask it."""
@@ -423,7 +430,10 @@ def load_config(
     if isinstance(braze, dict) and not allow_plaintext:
         problems.extend(_plaintext_secret_problems(braze, base_where.sub(BRAZE_PATH)))
 
-    data, interpolated, var_problems = _interpolate(data, environment, base_where, optional=storable_key_paths)
+    from_environment: set[str] = set()
+    data, interpolated, var_problems = _interpolate(
+        data, environment, base_where, optional=storable_key_paths, used=from_environment
+    )
     problems.extend(var_problems)
     hidden.update(interpolated)
     where = Where(doc.source, doc.lines, (), frozenset(hidden))
@@ -433,9 +443,11 @@ def load_config(
     if isinstance(braze, dict):
         problems.extend(_semantic_problems(braze, where.sub(BRAZE_PATH)))
     if problems:
-        raise ConfigError(sort_problems(problems))
+        # A value read from the environment may be a secret written in the wrong field: never echo it.
+        raise ConfigError(sort_problems([_without(p, from_environment) for p in problems]))
     assert isinstance(braze, dict)
-    return _build(braze, doc, base_dir, where.sub(BRAZE_PATH))
+    config = _build(braze, doc, base_dir, where.sub(BRAZE_PATH))
+    return dataclasses.replace(config, from_environment=tuple(Secret(v) for v in sorted(from_environment) if v))
 
 
 def _read(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[YamlDocument, Path]:
@@ -498,7 +510,12 @@ def _plaintext_secret_problems(braze: Mapping[str, Any], where: Where) -> list[P
 
 
 def _interpolate(
-    data: Any, env: Mapping[str, str], where: Where, *, optional: frozenset[JsonPath] = frozenset()
+    data: Any,
+    env: Mapping[str, str],
+    where: Where,
+    *,
+    optional: frozenset[JsonPath] = frozenset(),
+    used: set[str] | None = None,
 ) -> tuple[Any, set[JsonPath], list[Problem]]:
     """Replace `${VAR}` in every string value; report each missing variable where it is used.
 
@@ -537,6 +554,8 @@ def _interpolate(
                     )
                 )
                 return written
+            if used is not None:
+                used.add(env[name])
             return env[name]
 
         return _REFERENCE.sub(replace, text)
@@ -555,6 +574,18 @@ def _interpolate(
         return value
 
     return walk(data, ()), interpolated, problems
+
+
+def without_values(problem: Problem, values: Iterable[str]) -> Problem:
+    """The problem with every given value (4 characters or more) replaced by ***."""
+    return _without(problem, set(values))
+
+
+def _without(problem: Problem, values: set[str]) -> Problem:
+    file, message, fix = problem.file, problem.message, problem.fix
+    for value in sorted((v for v in values if len(v) >= 4), key=len, reverse=True):
+        file, message, fix = file.replace(value, "***"), message.replace(value, "***"), fix.replace(value, "***")
+    return dataclasses.replace(problem, file=file, message=message, fix=fix)
 
 
 def _semantic_problems(braze: Mapping[str, Any], where: Where) -> list[Problem]:

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from .clients.braze import BRAZE_BUCKETS, BrazeClient
 from .clients.brevo import BREVO_BUCKETS, BrevoClient
-from .config import Config, Secret, load_config, normalize_braze_url
+from .config import Config, Secret, load_config, normalize_braze_url, without_values
 from .errors import (
     ApiError,
     AuthError,
@@ -29,6 +29,7 @@ from .errors import (
     ConnectionFailed,
     ConnectorError,
     Interrupted,
+    MappingError,
     NotAvailableError,
     PermissionDenied,
     Problem,
@@ -103,7 +104,11 @@ class BrazeConnector:
     @property
     def mapping(self) -> CompiledMapping:
         if self._mapping is None:
-            self._mapping = load_mapping(self.config.field_mapping, base_dir=self.config.base_dir)
+            try:
+                self._mapping = load_mapping(self.config.field_mapping, base_dir=self.config.base_dir)
+            except MappingError as exc:
+                hidden = self.config.unechoable()
+                raise MappingError([without_values(p, hidden) for p in exc.problems]) from None
         return self._mapping
 
     def _vault(self) -> Vault:

@@ -74,7 +74,10 @@ def wait_until_ready(
     polls = 0
     while True:
         polls += 1
-        status = session.probe_url(url)
+        try:
+            status = session.probe_url(url)
+        except ValueError as exc:  # a URL we refuse to call (plain http off loopback, not a URL)
+            raise UnsafeExport(str(exc)) from None
         if 200 <= status < 300:
             return polls
         if status not in (403, 404):
@@ -104,8 +107,11 @@ def download_export(
     partial = dest.with_suffix(dest.suffix + ".part")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
-        for chunk in session.stream_get(url, max_bytes=limits.max_download_bytes):
-            out.write(chunk)
+        try:
+            for chunk in session.stream_get(url, max_bytes=limits.max_download_bytes):
+                out.write(chunk)
+        except ValueError as exc:
+            raise UnsafeExport(str(exc)) from None
     os.replace(partial, dest)
     return dest
 

@@ -276,11 +276,13 @@ def _read_events(stream: IO[str]) -> list[Any]:
         raise UsageError("No event on standard input.", fix="Pipe one JSON payload or JSON lines into the command.")
     try:
         return [json.loads(text)]
+    except RecursionError:
+        raise UsageError("Standard input is JSON nested too deeply to accept.") from None
     except ValueError:
         try:
             return [json.loads(line) for line in text.splitlines() if line.strip()]
-        except ValueError as exc:
-            raise UsageError(f"Standard input is neither JSON nor JSON lines ({exc}).") from exc
+        except (ValueError, RecursionError) as exc:
+            raise UsageError(f"Standard input is neither JSON nor JSON lines ({type(exc).__name__}).") from None
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None) -> int:

@@ -672,7 +672,16 @@ def _parse_rule(
         direction = "braze_to_brevo" if braze in BRAZE_READ_ONLY | CONSENT_FIELDS else "both"
 
     transform = long.get("transform")
-    if transform is not None and transform not in TRANSFORMS:
+    if transform is not None and not isinstance(transform, str):
+        problems.append(
+            where.problem(
+                (braze, "transform"),
+                "`transform` must be the name of one transform",
+                "write one name, e.g. `transform: lower`; known: " + ", ".join(TRANSFORMS),
+            )
+        )
+        transform = None
+    elif transform is not None and transform not in TRANSFORMS:
         guess = close_match(str(transform), list(TRANSFORMS))
         problems.append(
             where.problem(

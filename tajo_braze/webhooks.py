@@ -389,8 +389,8 @@ class WebhookReceiver:
             return
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            request.reply(400, {"error": f"the body is not JSON ({type(exc).__name__})"})
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            request.reply(400, {"error": f"the body is not JSON we accept ({type(exc).__name__})"})
             return
         try:
             intake = accept(self.ctx, source, payload, rules=self._rules)

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from ..batching import chunked
 from ..catalog_mapping import (
     CatalogFieldMap,
     OptionProblem,
@@ -551,15 +552,6 @@ def missing_from(known: Iterable[str], seen: Iterable[str]) -> Iterator[str]:
             yield key
 
 
-def chunked(keys: Iterable[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for key in keys:
-        chunk.append(key)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _config_problems(ctx: SyncContext, problems: Iterable[tuple[str, OptionProblem]]) -> list[Problem]:

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import orjson
 
+from ..batching import chunked
 from ..errors import (
     PermanentApiError,
     PermissionDenied,
@@ -355,17 +356,6 @@ def _clear_fingerprints(ctx: SyncContext, namespace: str) -> None:
         ctx.state.delete_fingerprints(namespace, keys)
 
 
-def _chunks(lines: Iterable[ExportLine], size: int) -> Iterator[list[ExportLine]]:
-    chunk: list[ExportLine] = []
-    for line in lines:
-        chunk.append(line)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _bump(counts: dict[str, int], name: str, by: int = 1) -> None:
     counts[name] = counts.get(name, 0) + by
 
@@ -415,14 +405,6 @@ class MemberImportWriter(users.ImportWriter):
 
     def has_rows(self) -> bool:
         return bool(len(self.batch.rows) or len(self.blacklist))
-
-
-def _close_quietly(writer: users.ImportWriter) -> None:
-    """On the way out of a failing chunk, still commit what was sent; the first error is the one raised."""
-    try:
-        writer.close()
-    except BaseException:  # noqa: BLE001 - the original error is being raised already
-        return
 
 
 # ------------------------------------------------------------------ list calls
@@ -878,7 +860,7 @@ class SegmentsSync:
         delivered = 0
         rejected_before = self.users_sync.result.failed
         lines = iter_export_lines(path, start_member=checkpoint.member, start_line=checkpoint.line)
-        for chunk in _chunks(lines, CHUNK_LINES):
+        for chunk in chunked(lines, CHUNK_LINES):
             self.result.read += len(chunk)
             keys = [_member_key(ctx.mapping, line.raw) for line in chunk]
             unsure: list[str] = []
@@ -944,7 +926,7 @@ class SegmentsSync:
             if writer.has_rows():
                 writer.flush(None)
         except BaseException:
-            _close_quietly(writer)
+            users.close_quietly(writer)
             raise
         writer.close()  # every import sent and committed (fingerprints, claims) before going on
         self.imports_sent += writer.imports_sent + writer.blacklist_imports_sent

@@ -12,7 +12,8 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from ..batching import chunked
 from ..errors import RateLimited, RecordRejected, TransientApiError, UsageError
 from ..exports import (
     EXPORT_REUSE_MAX_AGE_S,
@@ -589,7 +591,7 @@ class UsersSync:
         writer = ImportWriter(ctx, self.result, list_id)
         writer.take_dead_letters = self._take_dead_letters
         try:
-            for chunk in _chunks(iter_export_lines(path, start_member=member, start_line=line), CHUNK_LINES):
+            for chunk in chunked(iter_export_lines(path, start_member=member, start_line=line), CHUNK_LINES):
                 self._process_chunk(chunk, writer)
                 ctx.progress.update(
                     RESOURCE,
@@ -600,7 +602,7 @@ class UsersSync:
                 )
             writer.flush(None)
         except BaseException:
-            _close_quietly(writer)
+            close_quietly(writer)
             raise
         writer.close()
         self._flush_dead_letters()
@@ -616,11 +618,11 @@ class UsersSync:
                 if isinstance(finished, dict):
                     # A segments sync in the same run may reuse this export instead of asking again.
                     ctx.state.set_value(LAST_EXPORT, finished)
-            with _suppress_oserror():
+            with suppress(OSError):
                 os.unlink(path)
             reconcile_imports(ctx, self.result, wait=True)
         else:
-            with _suppress_oserror():
+            with suppress(OSError):
                 os.unlink(path)
         self.result.api_calls["POST /contacts/import"] = writer.imports_sent + writer.blacklist_imports_sent
         if ctx.dry_run:
@@ -796,7 +798,7 @@ class UsersSync:
         return {"key": payload.key, "action": "update" if current is not None else "create", "changes": changes}
 
 
-def _close_quietly(writer: ImportWriter) -> None:
+def close_quietly(writer: ImportWriter) -> None:
     """On the way out of a failing run, still commit what was sent (so a resume skips it); the
     run's own error is the one to report, so a second error from the sender is not raised here."""
     try:
@@ -812,25 +814,6 @@ def _identity_of(user: BrazeUser) -> dict[str, Any]:
         "email": user.email,
         "phone": user.phone,
     }
-
-
-def _chunks(lines: Iterable[ExportLine], size: int) -> Iterator[list[ExportLine]]:
-    chunk: list[ExportLine] = []
-    for line in lines:
-        chunk.append(line)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-class _suppress_oserror:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
-        return isinstance(exc, OSError)
 
 
 # ------------------------------------------------------------------ shared helpers
@@ -993,11 +976,11 @@ def retry_dead_letters(ctx: SyncContext) -> dict[str, Any]:
         found.extend(ctx.braze.export_ids(email=email, fields_to_export=fields).users)
     lines = [ExportLine(-1, i, orjson.dumps(dict(user.data))) for i, user in enumerate(found)]
     try:
-        for chunk in _chunks(lines, CHUNK_LINES):
+        for chunk in chunked(lines, CHUNK_LINES):
             sync._process_chunk(chunk, writer)
         writer.flush(None)
     except BaseException:
-        _close_quietly(writer)
+        close_quietly(writer)
         raise
     writer.close()
     sync._flush_dead_letters()

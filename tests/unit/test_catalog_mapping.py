@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tajo_braze.batching import chunked
 from tajo_braze.catalog_mapping import (
     META_MAX_KEYS,
     CatalogFieldMap,
@@ -29,7 +30,7 @@ from tajo_braze.errors import PermanentApiError
 from tajo_braze.models import Rejection
 from tajo_braze.state import StateStore
 from tajo_braze.sync import catalogs as catalogs_sync
-from tajo_braze.sync.catalogs import CatalogPass, CatalogPlan, catalog_counts, chunked, missing_from
+from tajo_braze.sync.catalogs import CatalogPass, CatalogPlan, catalog_counts, missing_from
 from tajo_braze.sync.context import SyncContext
 
 PRODUCT_FIELDS = ["id", "name", "price", "url", "image_url", "category", "in_stock"]

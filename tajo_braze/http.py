@@ -26,6 +26,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
+from tajo_braze import jsonbytes
 from tajo_braze.errors import (
     ApiError,
     AuthError,
@@ -543,7 +544,7 @@ class ApiSession:
             raise ValueError("pass either json or data, not both")
         method = method.upper()
         logged_path = endpoint or path
-        body = orjson.dumps(json) if json is not None else data
+        body = jsonbytes.dumps(json) if json is not None else data
         send_headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **self._auth_headers}
         if body is not None:
             send_headers["Content-Type"] = "application/json"

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
 
+from tajo_braze import jsonbytes
 from tajo_braze.http import ApiResponse, ApiSession
 from tajo_braze.models import (
     BrazeUser,
@@ -253,7 +254,7 @@ class BrazeClient:
         payload = {name: list(items) for name, items in arrays.items() if items}
         if not payload:
             return TrackResult(0, 0, 0)
-        body = orjson.dumps(payload)
+        body = jsonbytes.dumps(payload)
         if len(body) > BODY_LIMIT_BYTES:
             raise ValueError(
                 f"/users/track body is {len(body)} bytes; Braze accepts at most {BODY_LIMIT_BYTES}"

@@ -13,8 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
-import orjson
-
+from tajo_braze import jsonbytes
 from tajo_braze.http import ApiResponse, ApiSession
 from tajo_braze.models import (
     BrevoAccount,
@@ -624,7 +623,7 @@ class BrevoClient:
                 payload["listIds"] = [int(i) for i in list_ids]
             if notify_url:
                 payload["notifyUrl"] = notify_url
-            body = orjson.dumps(payload)
+            body = jsonbytes.dumps(payload)
         if len(body) > IMPORT_BODY_MAX_BYTES:
             raise ValueError(
                 f"/contacts/import body is {len(body)} bytes; Brevo accepts at most {IMPORT_BODY_MAX_BYTES}"

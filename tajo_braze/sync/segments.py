@@ -34,6 +34,8 @@ from typing import Any, Literal
 
 import orjson
 
+from tajo_braze import jsonbytes
+
 from ..batching import chunked
 from ..errors import (
     PermanentApiError,
@@ -1095,7 +1097,7 @@ class _ImportBatcher:
 
     def add(self, payload: ContactPayload) -> None:
         row = users.import_row(payload)
-        size = len(orjson.dumps(row)) + 1
+        size = len(jsonbytes.dumps(row)) + 1
         if payload.email_blacklisted is True and payload.email:
             if self.blacklisted and (
                 self.blacklisted_size + size > IMPORT_BODY_BUDGET or len(self.blacklisted) >= self.max_rows

@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from tajo_braze import jsonbytes
+
 from ..batching import chunked
 from ..errors import RateLimited, RecordRejected, TransientApiError, UsageError
 from ..exports import (
@@ -73,9 +75,8 @@ class SentRecord:
 
 
 def payload_digest(payload: ContactPayload) -> str:
-    body = orjson.dumps(
-        [payload.email, payload.ext_id, payload.attributes, payload.email_blacklisted],
-        option=orjson.OPT_SORT_KEYS,
+    body = jsonbytes.dumps(
+        [payload.email, payload.ext_id, payload.attributes, payload.email_blacklisted], sort_keys=True
     )
     return hashlib.blake2b(body, digest_size=10).hexdigest()
 
@@ -776,7 +777,7 @@ class UsersSync:
             if unsubscribe:
                 self.plan.blacklist += 1
             writer.add(
-                orjson.dumps(import_row(payload)),
+                jsonbytes.dumps(import_row(payload)),
                 PendingRow(key, me, record, before, before is None),
                 position,
                 unsubscribe=unsubscribe,
@@ -974,7 +975,7 @@ def retry_dead_letters(ctx: SyncContext) -> dict[str, Any]:
         found.extend(ctx.braze.export_ids(external_ids=external_ids[start : start + 50], fields_to_export=fields).users)
     for email in emails:
         found.extend(ctx.braze.export_ids(email=email, fields_to_export=fields).users)
-    lines = [ExportLine(-1, i, orjson.dumps(dict(user.data))) for i, user in enumerate(found)]
+    lines = [ExportLine(-1, i, jsonbytes.dumps(dict(user.data))) for i, user in enumerate(found)]
     try:
         for chunk in chunked(lines, CHUNK_LINES):
             sync._process_chunk(chunk, writer)

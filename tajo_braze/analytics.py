@@ -59,8 +59,8 @@ def is_daily_unique(metric: str) -> bool:
     return "unique" in metric
 
 
-def parse_day(raw: Any) -> date | None:
-    """The UTC day of a Braze timestamp (ISO-8601, with Z or an offset); None when absent or unreadable."""
+def _parse_moment(raw: Any) -> datetime | None:
+    """A Braze timestamp (ISO-8601, with Z or an offset) in UTC when it has a zone; None when unreadable."""
     if not isinstance(raw, str) or not raw:
         return None
     text = raw.strip()
@@ -70,25 +70,19 @@ def parse_day(raw: Any) -> date | None:
         moment = datetime.fromisoformat(text)
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        return moment.date()
-    return moment.astimezone(UTC).date()
+    return moment if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def parse_day(raw: Any) -> date | None:
+    """The UTC day of a Braze timestamp; None when absent or unreadable."""
+    moment = _parse_moment(raw)
+    return moment.date() if moment is not None else None
 
 
 def edit_cursor(raw: Any) -> str | None:
     """A ``last_edited`` timestamp in the ``yyyy-MM-DDTHH:mm:ss`` UTC form ``last_edit.time[gt]`` takes."""
-    if not isinstance(raw, str) or not raw:
-        return None
-    text = raw.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S")
+    moment = _parse_moment(raw)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") if moment is not None else None
 
 
 # ------------------------------------------------------------------ series -> rows

@@ -21,12 +21,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import quote
+
+from tajo_braze.batching import chunked
 
 from .errors import RunLocked, StateError, UsageError
 
-T = TypeVar("T")
 
 # ---------------------------------------------------------------- schema
 # Each entry is one migration, applied in order inside one transaction. Never edit a released
@@ -253,17 +254,6 @@ def _dumps(value: Any) -> str:
 
 def _loads(text: str) -> Any:
     return json.loads(text)
-
-
-def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _first(row: tuple[Any, ...]) -> Any:
@@ -747,7 +737,7 @@ class StateStore:
         written = 0
         with self._writing(f"saving {table}") as connection:
             namespace_id = self._namespace_id(connection, namespace, create=True)
-            for chunk in _chunks(rows, WRITE_CHUNK):
+            for chunk in chunked(rows, WRITE_CHUNK):
                 chunk.sort(key=_first)
                 written += connection.executemany(sql, ((namespace_id, *row) for row in chunk)).rowcount
         return written
@@ -759,7 +749,7 @@ class StateStore:
             namespace_id = self._namespace_id(connection, namespace, create=False)
             if namespace_id is None:
                 return 0
-            for chunk in _chunks(keys, WRITE_CHUNK):
+            for chunk in chunked(keys, WRITE_CHUNK):
                 deleted += connection.executemany(sql, ((namespace_id, key) for key in chunk)).rowcount
         return deleted
 
@@ -952,7 +942,7 @@ class StateStore:
         now = self._now()
         written = 0
         with self._writing("saving dead letters") as connection:
-            for chunk in _chunks(items, WRITE_CHUNK):
+            for chunk in chunked(items, WRITE_CHUNK):
                 connection.executemany(
                     self._DEAD_LETTER_UPSERT,
                     [
@@ -1011,7 +1001,7 @@ class StateStore:
         """Forget dead letters whose record was written after all; returns how many were removed."""
         removed = 0
         with self._writing("resolving dead letters") as connection:
-            for chunk in _chunks(keys, WRITE_CHUNK):
+            for chunk in chunked(keys, WRITE_CHUNK):
                 removed += connection.executemany(
                     "DELETE FROM dead_letters WHERE resource = ? AND key = ?",
                     ((resource, key) for key in chunk),
@@ -1068,7 +1058,7 @@ class StateStore:
         bump = 1 if status == "failed" else 0
         now = self._now()
         with self._writing("updating events") as connection:
-            for chunk in _chunks(ids, WRITE_CHUNK):
+            for chunk in chunked(ids, WRITE_CHUNK):
                 connection.executemany(
                     "UPDATE events SET status = ?, attempts = attempts + ?, updated_at = ? WHERE id = ?",
                     [(status, bump, now, event_id) for event_id in chunk],
@@ -1094,7 +1084,7 @@ class StateStore:
     def mark_purchases_sent(self, purchase_ids: Iterable[str]) -> None:
         now = self._now()
         with self._writing("marking purchases sent") as connection:
-            for chunk in _chunks(purchase_ids, WRITE_CHUNK):
+            for chunk in chunked(purchase_ids, WRITE_CHUNK):
                 connection.executemany(
                     "INSERT INTO purchases (purchase_id, status, claimed_at, sent_at) VALUES (?, 'sent', ?, ?) "
                     "ON CONFLICT (purchase_id) DO UPDATE SET status = 'sent', sent_at = excluded.sent_at",
@@ -1114,7 +1104,7 @@ class StateStore:
         they can be claimed again; a purchase confirmed sent is never released. Returns how many."""
         released = 0
         with self._writing("releasing purchase claims") as connection:
-            for chunk in _chunks(purchase_ids, WRITE_CHUNK):
+            for chunk in chunked(purchase_ids, WRITE_CHUNK):
                 released += connection.executemany(
                     "DELETE FROM purchases WHERE purchase_id = ? AND status = 'claimed'",
                     [(purchase_id,) for purchase_id in chunk],
@@ -1126,7 +1116,7 @@ class StateStore:
         """Write data-series points; a point already stored for the same day is replaced, never added to."""
         written = 0
         with self._writing("saving metrics") as connection:
-            for chunk in _chunks(rows, WRITE_CHUNK):
+            for chunk in chunked(rows, WRITE_CHUNK):
                 for row in chunk:
                     _check_metric(row)
                 connection.executemany(

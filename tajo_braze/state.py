@@ -28,7 +28,6 @@ from tajo_braze.batching import chunked
 
 from .errors import RunLocked, StateError, UsageError
 
-
 # ---------------------------------------------------------------- schema
 # Each entry is one migration, applied in order inside one transaction. Never edit a released
 # entry: append a new one. SCHEMA_VERSION is the number of migrations this code knows.

@@ -27,11 +27,19 @@ from typing import Any
 from ..clients.braze import EXPORT_IDS_MAX
 from ..consent import CONSENT_NAMESPACE, ConsentRecord, decide
 from ..errors import PermanentApiError
-from ..mapping import IDENTITY_FIELDS, CompiledMapping
-from ..models import BrazeUser, BrevoContact, ContactPayload, ResourceResult, TrackResult
-from ..transforms import to_e164
+from ..mapping import IDENTITY_FIELDS
+from ..models import BrazeUser, BrevoContact, ResourceResult, TrackResult
 from . import users as users_half
+from .brevo_view import (
+    NEW_PROFILE_DEFAULTS,
+    Expectation,
+    expect,
+    identity_key,
+    is_braze_echo,
+    phone_attribute,
+)
 from .context import SyncContext
+from .settle import BrevoCatchUp
 
 RESOURCE = "users"
 DIRECTION = "brevo_to_braze"
@@ -95,21 +103,6 @@ class ContactMemory:
 def state_key(contact_id: int) -> str:
     """Zero-padded, so keys sort like the ids and two sorted streams can be merged."""
     return f"{contact_id:012d}"
-
-
-def identity_key(contact: BrevoContact, phone_attribute: str | None = "SMS") -> str:
-    """The users half's key for the person behind a contact (it keys Braze users the same way)."""
-    if contact.ext_id:
-        return f"ext:{contact.ext_id}"
-    if contact.email:
-        return f"email:{contact.email.strip().lower()}"
-    sms = contact.attributes.get(phone_attribute or "SMS")
-    if sms not in (None, ""):
-        try:
-            return f"sms:{to_e164(sms)}"
-        except ValueError:
-            pass
-    return f"brevo:{contact.id}"
 
 
 def choose_who(
@@ -243,76 +236,6 @@ def consent_step(
     # A refused re-subscribe keeps the stored unsubscribe; only a fresh "nothing to undo" is stored.
     keep = decision.record if known is None else None
     return ConsentStep(None, keep, decision.reason)
-
-
-# ------------------------------------------------------------------ the users half's view
-def users_half_attribute_names(mapping: CompiledMapping, *, with_identity: bool) -> list[str]:
-    """The Brevo attributes the Braze -> Brevo half writes for a user (EMAIL and EXT_ID aside)."""
-    names: list[str] = []
-    if with_identity and mapping.identity_attribute:
-        names.append(mapping.identity_attribute)
-    for rule in mapping.rules:
-        if rule.braze == "phone":
-            names.append(rule.brevo)  # the users half writes SMS whenever the phone is mapped
-        elif rule.to_brevo and rule.braze not in IDENTITY_FIELDS:
-            names.append(rule.brevo)
-    return names
-
-
-def brevo_content_as_sent(
-    contact: BrevoContact, mapping: CompiledMapping, sent: users_half.SentRecord, *, blacklisted: bool | None
-) -> ContactPayload:
-    """The payload the users half would build from a Braze profile holding exactly what Brevo holds."""
-    email = contact.email
-    if email and sent.email and sent.email.lower() == email.lower():
-        email = sent.email  # Brevo lower-cases addresses; the users half keeps the local part as written
-    attributes: dict[str, Any] = {}
-    for name in users_half_attribute_names(mapping, with_identity=contact.ext_id is not None):
-        value = contact.attributes.get(name)
-        if value is not None and value != "" and value != []:
-            attributes[name] = value
-    return ContactPayload(
-        key=identity_key(contact, _phone_attribute(mapping)),
-        email=email,
-        ext_id=contact.ext_id,
-        attributes=attributes,
-        email_blacklisted=blacklisted,
-    )
-
-
-def is_braze_echo(
-    contact: BrevoContact, mapping: CompiledMapping, sent: users_half.SentRecord | None
-) -> bool:
-    """Brevo holds exactly what the users half last imported from Braze for this person."""
-    if sent is None:
-        return False
-    payload = brevo_content_as_sent(contact, mapping, sent, blacklisted=sent.blacklisted)
-    return users_half.payload_digest(payload) == sent.digest
-
-
-def predicted_sent_record(
-    contact: BrevoContact, mapping: CompiledMapping, sent: users_half.SentRecord, *, blacklisted: bool | None
-) -> users_half.SentRecord | None:
-    """The users half's fingerprint once Braze holds what this contact holds, or None if unsure.
-
-    Safe by construction: the users half skips a user only when its payload digest equals this
-    one, i.e. when Braze's values are exactly what Brevo holds, so nothing it should write is lost.
-    A changed email or phone is left to the users half, which also keeps its identifier claims.
-    """
-    payload = brevo_content_as_sent(contact, mapping, sent, blacklisted=blacklisted)
-    sms_name = _phone_attribute(mapping)
-    sms = payload.attributes.get(sms_name) if sms_name else None
-    # A carried email or phone changes the identifiers too; `remember_sent` moves the claims.
-    return users_half.SentRecord(
-        users_half.payload_digest(payload), payload.email or None, sms if isinstance(sms, str) else None, blacklisted
-    )
-
-
-def _phone_attribute(mapping: CompiledMapping) -> str | None:
-    for rule in mapping.rules:
-        if rule.braze == "phone":
-            return rule.brevo
-    return None
 
 
 # ------------------------------------------------------------------ one contact's plan
@@ -484,7 +407,7 @@ class PendingUpdate:
     contact: BrevoContact
     plan: ContactPlan
     body: dict[str, Any]  # the attributes object sent to Braze
-    predicted: users_half.SentRecord | None
+    expected: Expectation | None  # what the users half will read for this person afterwards
 
 
 @dataclass
@@ -500,10 +423,13 @@ class Counters:
 class TrackWriter:
     """Packs attribute objects densely and commits each batch's state only after Braze acknowledged it."""
 
-    def __init__(self, ctx: SyncContext, result: ResourceResult, counters: Counters) -> None:
+    def __init__(
+        self, ctx: SyncContext, result: ResourceResult, counters: Counters, catch_up: BrevoCatchUp
+    ) -> None:
         self.ctx = ctx
         self.result = result
         self.counters = counters
+        self.catch_up = catch_up
         sync = ctx.config.sync
         self.size = track_batch_size(sync.track_batch_size, sync.track_objects_cap, ctx.batch_size)
         self.pending: list[PendingUpdate] = []
@@ -522,6 +448,7 @@ class TrackWriter:
         if ctx.dry_run:
             for update in batch:
                 self._count(update)
+            self.catch_up.write([u.expected for u in batch if u.expected and not u.expected.brevo_holds_it])
             return
         failed: dict[int, str] = {}
         try:
@@ -534,6 +461,7 @@ class TrackWriter:
         done = [u for i, u in enumerate(batch) if i not in failed]
         with ctx.state.transaction():
             commit_updates(ctx, done)
+            unheld = self.catch_up.remember([u.expected for u in done if u.expected is not None])
             if failed:
                 ctx.state.add_dead_letters(
                     (
@@ -548,6 +476,8 @@ class TrackWriter:
                     run_id=ctx.run_id,
                 )
             ctx.state.resolve_dead_letters(DEAD_LETTERS, (dead_letter_key(u.contact) for u in done))
+        # Only after the transaction: the import sender commits on its own thread.
+        self.catch_up.write(unheld)
         for update in done:
             self._count(update)
         self.result.failed += len(failed)
@@ -585,7 +515,7 @@ def unattributed_failures(answer: TrackResult, count: int) -> dict[int, str]:
 
 
 def commit_updates(ctx: SyncContext, updates: Sequence[PendingUpdate]) -> None:
-    """Memory, consent records, known ids and the users half's fingerprints of acknowledged updates."""
+    """Memory, consent records and known ids of acknowledged updates."""
     if not updates:
         return
     state = ctx.state
@@ -598,11 +528,6 @@ def commit_updates(ctx: SyncContext, updates: Sequence[PendingUpdate]) -> None:
     ]
     if consents:
         state.put_field_values(CONSENT_NAMESPACE, consents)
-    predicted = [
-        (u.plan.memory.identity_key, u.predicted.encode()) for u in updates if u.predicted is not None
-    ]
-    if predicted:
-        users_half.remember_sent(state, [(key, users_half.SentRecord.decode(text)) for key, text in predicted])
 
 
 def dead_letter_key(contact: BrevoContact) -> str:
@@ -653,8 +578,9 @@ class ContactsSync:
             allow_resubscribe=sync.allow_resubscribe,
         )
         self.custom_fields = {rule.braze: rule.is_custom for rule in mapping.rules}
-        self.phone_attribute = _phone_attribute(mapping)
-        self.writer = TrackWriter(ctx, self.result, self.counters)
+        self.phone_attribute = phone_attribute(mapping)
+        self.catch_up = BrevoCatchUp(ctx, writes=ctx.direction == "both")
+        self.writer = TrackWriter(ctx, self.result, self.counters, self.catch_up)
         self.lists = ListNames()
         self.seen_ids: array[int] | None = None
         self.retried: set[int] = set()
@@ -711,6 +637,7 @@ class ContactsSync:
         if chunk:
             self._process_chunk(chunk)
         self.writer.flush()
+        self.catch_up.finish(self.result)
 
         if ctx.config.sync.deletes:
             from . import deletions
@@ -798,6 +725,13 @@ class ContactsSync:
                     consent=consents.get(contact.email.lower()) if contact.email else None,
                 )
             )
+        # A contact without ext_id may write to a profile the users half keys by its external_id.
+        owners = sorted({self._users_half_key(item) for item in inputs} - sent.keys())
+        if owners:
+            sent.update(
+                (key, users_half.SentRecord.decode(text))
+                for key, text in state.get_fingerprints(users_half.FINGERPRINTS, owners).items()
+            )
         plans = [plan_contact(item, self.rules, now=now) for item in inputs]
         lookups = [i for i, plan in enumerate(plans) if plan.needs_lookup]
         if lookups:
@@ -809,6 +743,7 @@ class ContactsSync:
                 plans[i] = plan_contact(looked, self.rules, now=now)
 
         quiet: list[PendingUpdate] = []
+        outgoing: list[tuple[ContactInputs, ContactPlan, dict[str, Any]]] = []
         for item, plan in zip(inputs, plans, strict=True):
             if item.braze_echo:
                 self.counters.echoes += 1
@@ -828,8 +763,11 @@ class ContactsSync:
                     }
                 )
             body = {**braze_identifier(item.who), **mapping.nest(plan.attributes, merge_objects=True)}
-            prediction = self._prediction(item, plan, sent.get(item.identity_key))
-            self.writer.add(PendingUpdate(item.contact, plan, body, prediction))
+            outgoing.append((item, plan, body))
+        profiles = self._profiles_to_predict(outgoing, sent)
+        for item, plan, body in outgoing:
+            expected = self._expectation(item, plan, sent, profiles)
+            self.writer.add(PendingUpdate(item.contact, plan, body, expected))
         if quiet and not ctx.dry_run:
             # Nothing to send for these: their memory (a new baseline, an echo) is stored at once.
             with state.transaction():
@@ -843,20 +781,81 @@ class ContactsSync:
             rejected=self.result.failed,
         )
 
-    def _prediction(
-        self, item: ContactInputs, plan: ContactPlan, sent: users_half.SentRecord | None
-    ) -> users_half.SentRecord | None:
-        """The users half's fingerprint after this write, when the users half knows the person."""
-        if sent is None or not any(
-            name in self.rules.sent_by_braze or name == EMAIL_SUBSCRIBE for name in plan.attributes
-        ):
-            return None  # unknown to the users half, or only the list attribute changed
-        blacklisted = sent.blacklisted
+    def _users_half_key(self, item: ContactInputs) -> str:
+        return f"ext:{item.who[1]}" if item.who[0] == "external_id" else item.identity_key
+
+    def _needs_profile(self, item: ContactInputs, sent: Mapping[str, users_half.SentRecord]) -> bool:
+        """Braze's profile is needed to predict the users half's view: it never wrote this person,
+        or it keys them by an external_id the Brevo contact does not carry."""
+        if item.who[0] != "external_id":
+            return False
+        return self._users_half_key(item) not in sent or item.contact.ext_id != item.who[1]
+
+    def _profiles_to_predict(
+        self,
+        outgoing: Sequence[tuple[ContactInputs, ContactPlan, dict[str, Any]]],
+        sent: Mapping[str, users_half.SentRecord],
+    ) -> dict[tuple[str, ...], Mapping[str, Any]]:
+        """Braze's profiles (as exported, before our write) of the people `_needs_profile` names.
+
+        Looked up only when this run catches Brevo up; a profile Braze does not have yet is one
+        our write creates, so it starts from Braze's defaults.
+        """
+        if self.catch_up.list_id is None:
+            return {}
+        wanted = sorted(
+            {item.who[1] for item, plan, _ in outgoing if self._carries(plan) and self._needs_profile(item, sent)}
+        )
+        found: dict[tuple[str, ...], Mapping[str, Any]] = {}
+        fields = self.ctx.mapping.fields_to_export()
+        for start in range(0, len(wanted), EXPORT_IDS_MAX):
+            batch = wanted[start : start + EXPORT_IDS_MAX]
+            answer = self.ctx.braze.export_ids(external_ids=batch, fields_to_export=fields)
+            self.result.api_calls["POST /users/export/ids"] = (
+                self.result.api_calls.get("POST /users/export/ids", 0) + 1
+            )
+            for user in answer.users:
+                if user.external_id:
+                    found[("external_id", user.external_id)] = user.data
+            for external_id in batch:
+                found.setdefault(("external_id", external_id), NEW_PROFILE_DEFAULTS)
+        return found
+
+    def _carries(self, plan: ContactPlan) -> bool:
+        """The write changes something the users half reads (not only the list attribute)."""
+        return any(name in self.rules.sent_by_braze or name == EMAIL_SUBSCRIBE for name in plan.attributes)
+
+    def _expectation(
+        self,
+        item: ContactInputs,
+        plan: ContactPlan,
+        sent: Mapping[str, users_half.SentRecord],
+        profiles: Mapping[tuple[str, ...], Mapping[str, Any]],
+    ) -> Expectation | None:
+        """What the users half will map from Braze for this person once the write landed, if knowable."""
+        if not self._carries(plan):
+            return None
+        record = sent.get(self._users_half_key(item))
+        base = profiles.get(item.who)
+        if base is None and item.who[0] == "user_alias" and item.memory is None:
+            base = NEW_PROFILE_DEFAULTS  # the alias write creates the profile
+        if base is None and (record is None or self._needs_profile(item, sent)):
+            return None  # Braze's other values are unknown here: the users half reads them next run
+        blacklisted = record.blacklisted if record is not None else None
         if plan.consent_write == "unsubscribed":
             blacklisted = True
         elif plan.consent_write == "subscribed":
             blacklisted = False
-        return predicted_sent_record(item.contact, self.ctx.mapping, sent, blacklisted=blacklisted)
+        external_id = item.who[1] if item.who[0] == "external_id" else None
+        return expect(
+            item.contact,
+            self.ctx.mapping,
+            plan.attributes,
+            sent=record,
+            base=base,
+            external_id=external_id,
+            blacklisted=blacklisted,
+        )
 
     def _braze_values(
         self, items: Sequence[ContactInputs], names: Sequence[str]

@@ -428,13 +428,13 @@ def update_claims(state: StateStore, meta: Sequence[PendingRow]) -> None:
     state.put_fingerprints(SMS_CLAIMS, ((m.record.sms, m.owner) for m in meta if m.record.sms))
 
 
-def remember_sent(state: StateStore, records: Sequence[tuple[str, SentRecord]]) -> list[str]:
-    """Record that Brevo already holds these contents for these keys (the Brevo → Braze half
-    wrote them to Braze), so the next export does not echo them back; claims follow.
+def rows_to_take_over(state: StateStore, records: Sequence[tuple[str, SentRecord]]) -> list[PendingRow]:
+    """The records the Brevo -> Braze half may set as this half's fingerprints, with what they replace.
 
-    An identifier another profile claims is not taken over, and a key without an external_id
-    (its claims belong to a Braze profile id we do not know here) keeps what it had: those are
-    left to this half, which sorts them out when it reads the export.
+    An identifier another profile claims is not taken over. A key without an external_id keeps
+    what it had once this half wrote it (its claims belong to a Braze profile id we do not know
+    here); one this half never wrote (a profile the other half just created) is taken, without
+    claims, which this half sets when it first writes the profile itself.
     """
     if not records:
         return []
@@ -447,7 +447,7 @@ def remember_sent(state: StateStore, records: Sequence[tuple[str, SentRecord]]) 
     rows: list[PendingRow] = []
     for key, record in records:
         before = previous.get(key)
-        moved = before is None or before.email != record.email or before.sms != record.sms
+        moved = before is not None and (before.email != record.email or before.sms != record.sms)
         if moved and not key.startswith("ext:"):
             continue
         if record.email and email_owner.get(record.email, key) != key:
@@ -455,9 +455,21 @@ def remember_sent(state: StateStore, records: Sequence[tuple[str, SentRecord]]) 
         if record.sms and sms_owner.get(record.sms, key) != key:
             continue
         rows.append(PendingRow(key, key, record, before, before is None))
+    return rows
+
+
+def claims_of(rows: Sequence[PendingRow]) -> list[PendingRow]:
+    """The rows whose claims can be set here: those of profiles with an external_id."""
+    return [m for m in rows if m.key.startswith("ext:")]
+
+
+def remember_sent(state: StateStore, records: Sequence[tuple[str, SentRecord]]) -> list[str]:
+    """Record that Brevo already holds these contents for these keys (the Brevo -> Braze half
+    wrote them to Braze), so the next export does not echo them back; claims follow."""
     with state.transaction():
+        rows = rows_to_take_over(state, records)
         state.put_fingerprints(FINGERPRINTS, ((m.key, m.record.encode()) for m in rows))
-        update_claims(state, rows)
+        update_claims(state, claims_of(rows))
     return [m.key for m in rows]
 
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from tajo_braze.consent import ConsentRecord
 from tajo_braze.mapping import CompiledMapping, load_mapping
-from tajo_braze.models import BrazeUser, BrevoContact, ContactPayload, TrackError, TrackResult
-from tajo_braze.sync import users as users_half
+from tajo_braze.models import BrevoContact, TrackError, TrackResult
+from tajo_braze.sync.brevo_view import identity_key
 from tajo_braze.sync.contacts import (
     ContactInputs,
     ContactMemory,
@@ -26,12 +26,9 @@ from tajo_braze.sync.contacts import (
     changed_fields,
     choose_who,
     consent_step,
-    identity_key,
-    is_braze_echo,
     list_operations,
     merge_missing,
     plan_contact,
-    predicted_sent_record,
     same_value,
     state_key,
     track_batch_size,
@@ -352,72 +349,6 @@ def test_a_new_braze_profile_starts_over(mapping: CompiledMapping) -> None:
     identified = contact(ext_id="u-7", FIRSTNAME="Ann")
     again = plan_contact(inputs(mapping, identified, memory=first.memory), rules(mapping), now=NOW)
     assert again.first_sight and again.attributes["first_name"] == "Ann"
-
-
-# ------------------------------------------------------------------ no ping-pong with the users half
-def braze_user(**data: Any) -> BrazeUser:
-    return BrazeUser(data.get("external_id"), None, data.get("email"), data.get("phone"), data)
-
-
-def imported_contact(payload: ContactPayload, *, cid: int = 42, **extra: Any) -> BrevoContact:
-    """What Brevo holds after the users half imported `payload` (Brevo lower-cases emails)."""
-    attributes = {**dict(payload.attributes), **extra}
-    if payload.ext_id:
-        attributes["EXT_ID"] = payload.ext_id
-    return contact(
-        cid=cid,
-        email=payload.email.lower() if payload.email else None,
-        ext_id=payload.ext_id,
-        blacklisted=bool(payload.email_blacklisted),
-        **{k: v for k, v in attributes.items() if k != "EXT_ID"},
-    )
-
-
-def test_what_the_users_half_imported_is_recognised_as_an_echo(mapping: CompiledMapping) -> None:
-    user = braze_user(
-        external_id="u-1", email="Ann.Lee@Example.com", first_name="Ann", email_subscribe="subscribed",
-        custom_attributes={"loyalty_points": 7},
-    )  # fmt: skip
-    payload = mapping.to_brevo(user)
-    assert isinstance(payload, ContactPayload)
-    sent = users_half.SentRecord(
-        users_half.payload_digest(payload), payload.email, None, payload.email_blacklisted
-    )
-    brevo = imported_contact(payload, COMPANY="Acme")  # attributes the mapping does not name do not matter
-    assert is_braze_echo(brevo, mapping, sent)
-    edited = imported_contact(payload, COMPANY="Acme", FIRSTNAME="Anna")
-    assert not is_braze_echo(edited, mapping, sent)
-    assert not is_braze_echo(brevo, mapping, None)
-
-
-def test_after_our_write_the_users_half_finds_nothing_to_send(mapping: CompiledMapping) -> None:
-    user = {
-        "external_id": "u-1",
-        "email": "ann@example.com",
-        "first_name": "Ann",
-        "email_subscribe": "subscribed",
-    }
-    payload = mapping.to_brevo(braze_user(**user))
-    assert isinstance(payload, ContactPayload)
-    sent = users_half.SentRecord(users_half.payload_digest(payload), payload.email, None, False)
-    # A marketer renames the contact in Brevo; we write first_name to Braze ...
-    edited = imported_contact(payload, FIRSTNAME="Anna")
-    predicted = predicted_sent_record(edited, mapping, sent, blacklisted=False)
-    assert predicted is not None
-    # ... and the users half, exporting Braze's new profile, computes exactly that digest: no echo.
-    after = mapping.to_brevo(braze_user(**{**user, "first_name": "Anna"}))
-    assert isinstance(after, ContactPayload)
-    assert users_half.payload_digest(after) == predicted.digest
-    # A real Braze change on top still differs, so the users half still carries it.
-    moved = mapping.to_brevo(braze_user(**{**user, "first_name": "Anna", "last_name": "New"}))
-    assert isinstance(moved, ContactPayload)
-    assert users_half.payload_digest(moved) != predicted.digest
-    # A phone carried to Braze is predicted too, with the new identifier, so its claim can move.
-    carried = predicted_sent_record(imported_contact(payload, SMS="+33612345678"), mapping, sent, blacklisted=False)
-    assert carried is not None and carried.sms == "+33612345678" and carried.email == "ann@example.com"
-    with_phone = mapping.to_brevo(braze_user(**{**user, "phone": "+33612345678"}))
-    assert isinstance(with_phone, ContactPayload)
-    assert users_half.payload_digest(with_phone) == carried.digest
 
 
 # ------------------------------------------------------------------ packing and errors

@@ -245,6 +245,9 @@ class SyncSettings:
     alias_label: str = "brevo_contact_id"
     brevo_lists_attribute: str = "brevo_lists"
     allow_resubscribe: bool = False
+    # Braze email subscription groups that follow the global email state (a Brevo blocklist
+    # unsubscribes the user from each of them too).
+    email_subscription_groups: tuple[str, ...] = ()
     list_prefix: str = "braze_"
     list_folder: str = "Braze"
     export_timeout_s: int = 3600  # how long to wait for a segment export URL
@@ -674,7 +677,9 @@ def _build(braze: Mapping[str, Any], doc: YamlDocument, base_dir: Path, where: W
             api_key=_secret(brevo_raw.get("api_key")),
             base_url=normalize_brevo_url(brevo_raw.get("base_url") or BREVO_DEFAULT_BASE_URL),
         ),
-        sync=SyncSettings(**sync_raw),
+        sync=SyncSettings(
+            **{**sync_raw, "email_subscription_groups": tuple(sync_raw.get("email_subscription_groups") or ())}
+        ),
         lists=MappingProxyType(dict(braze.get("lists") or {})),
         mirror_segments=mirror if isinstance(mirror, str) else tuple(mirror),
         catalogs=MappingProxyType({k: _frozen(v) for k, v in (braze.get("catalogs") or {}).items()}),

@@ -389,6 +389,11 @@ class BrazeConnector:
                         results.append(skipped)
                         continue
                     ctx.check_stop()
+                    if resource == "users" and half == "braze_to_brevo" and direction == "both":
+                        # Brevo edits made since the last run must not be overwritten by this half.
+                        reverse = optional_module(REVERSE_USERS_MODULE)
+                        if reverse is not None:
+                            ctx.brevo_edits = reverse.read_brevo_edits(ctx)
                     results.append(module.run(ctx))
             except Interrupted:
                 status = "interrupted"

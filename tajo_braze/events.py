@@ -579,6 +579,12 @@ class Forwarder:
                     self._call(
                         "braze POST /email/status", partial(self.ctx.braze.email_status, emails, braze_state)
                     )
+                    # Email subscription groups configured to follow the global state move with it.
+                    for group_id in self.ctx.config.sync.email_subscription_groups:
+                        self._call(
+                            "braze POST /subscription/status/set",
+                            partial(self.ctx.braze.subscription_status_set, group_id, braze_state, emails=emails),
+                        )
                 except ApiError as exc:
                     self._failed(writes, exc, idempotent=True)
                     continue

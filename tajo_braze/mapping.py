@@ -412,6 +412,22 @@ class CompiledMapping:
             key=key, email=email, ext_id=ext_id, attributes=attributes, email_blacklisted=blacklisted
         )
 
+    def brevo_value(self, braze_field: str, value: Any) -> Any:
+        """One Braze value as the Braze -> Brevo half would write it (None: nothing would be written)."""
+        for step in self._to_brevo:
+            if step.rule.braze != braze_field:
+                continue
+            try:
+                if step.transform is not None and not _is_empty(value):
+                    value = step.transform(value)
+                if _is_empty(value):
+                    return step.default if step.has_default else None
+                coerced = step.coerce(value)
+            except ValueError:
+                return None
+            return None if coerced == "" else coerced
+        return None
+
     @staticmethod
     def _email(raw: Any) -> str | None:
         if raw is None or (isinstance(raw, str) and not raw.strip()):

@@ -169,6 +169,16 @@ class ContactPayload:
 
 
 @dataclass(frozen=True, slots=True)
+class BrevoEdit:
+    """A field changed in Brevo since the last read, seen before the Braze -> Brevo half of a two-way run."""
+
+    value: Any  # what Brevo holds now; None when it was cleared
+    synced: Any  # what both sides last agreed on, as the Braze -> Brevo half writes it; None if unknown
+    policy: str  # the field's `conflict` setting
+    braze_field: str
+
+
+@dataclass(frozen=True, slots=True)
 class BrazeAttributesPayload:
     """A Brevo contact mapped to a /users/track attributes object (identity + changed fields)."""
 

@@ -24,11 +24,12 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as day_start
 from typing import Any
 
+from ..batching import chunked
 from ..clients.braze import EXPORT_IDS_MAX
 from ..consent import CONSENT_NAMESPACE, ConsentRecord, decide
 from ..errors import PermanentApiError
-from ..mapping import IDENTITY_FIELDS
-from ..models import BrazeUser, BrevoContact, ResourceResult, TrackResult
+from ..mapping import CONSENT_FIELDS, IDENTITY_FIELDS
+from ..models import BrazeUser, BrevoContact, BrevoEdit, ResourceResult, TrackResult
 from . import users as users_half
 from .brevo_view import (
     NEW_PROFILE_DEFAULTS,
@@ -251,6 +252,8 @@ class ContactInputs:
     braze_unsubscribed_by: str | None
     consent: ConsentRecord | None
     braze_now: Mapping[str, Any] | None = None  # Braze's current values, when looked up
+    # Braze fields the users half kept Brevo's edit for: Brevo's value is news, not an echo.
+    not_echoed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +284,13 @@ def plan_contact(inputs: ContactInputs, rules: PlanRules, *, now: datetime) -> C
     known: dict[str, Any] = dict(previous.known) if previous is not None else {}
     if inputs.braze_echo:
         # Braze sent these very values to Brevo: it holds them.
-        known.update({name: value for name, value in inputs.fields.items() if name in rules.sent_by_braze})
+        known.update(
+            {
+                name: value
+                for name, value in inputs.fields.items()
+                if name in rules.sent_by_braze and name not in inputs.not_echoed
+            }
+        )
     changed = changed_fields(inputs.fields, read, known)
 
     needs = tuple(sorted(name for name in changed if rules.conflicts.get(name) == "braze_wins"))
@@ -378,6 +387,11 @@ def braze_value(data: Mapping[str, Any], name: str, *, custom: bool) -> Any:
             return None
         node = node.get(part)
     return node
+
+
+def subscription_groups(group_ids: Sequence[str], state: str) -> list[dict[str, str]]:
+    """The /users/track `subscription_groups` array moving a user's email groups with the global state."""
+    return [{"subscription_group_id": gid, "subscription_state": state} for gid in group_ids]
 
 
 def track_batch_size(configured: int, objects_cap: int | None, override: int | None) -> int:
@@ -578,6 +592,7 @@ class ContactsSync:
             allow_resubscribe=sync.allow_resubscribe,
         )
         self.custom_fields = {rule.braze: rule.is_custom for rule in mapping.rules}
+        self.email_groups = sync.email_subscription_groups
         self.phone_attribute = phone_attribute(mapping)
         self.catch_up = BrevoCatchUp(ctx, writes=ctx.direction == "both")
         self.writer = TrackWriter(ctx, self.result, self.counters, self.catch_up)
@@ -725,6 +740,13 @@ class ContactsSync:
                     consent=consents.get(contact.email.lower()) if contact.email else None,
                 )
             )
+        if ctx.kept_brevo_fields:
+            inputs = [
+                dataclasses.replace(item, not_echoed=frozenset(kept))
+                if (kept := ctx.kept_brevo_fields.get(self._users_half_key(item)))
+                else item
+                for item in inputs
+            ]
         # A contact without ext_id may write to a profile the users half keys by its external_id.
         owners = sorted({self._users_half_key(item) for item in inputs} - sent.keys())
         if owners:
@@ -763,6 +785,8 @@ class ContactsSync:
                     }
                 )
             body = {**braze_identifier(item.who), **mapping.nest(plan.attributes, merge_objects=True)}
+            if plan.consent_write is not None and self.email_groups:
+                body["subscription_groups"] = subscription_groups(self.email_groups, plan.consent_write)
             outgoing.append((item, plan, body))
         profiles = self._profiles_to_predict(outgoing, sent)
         for item, plan, body in outgoing:
@@ -932,6 +956,54 @@ class ContactsSync:
                 }
             )
             result.plan = {**self.plan, **result.plan}
+
+
+def read_brevo_edits(ctx: SyncContext) -> dict[str, dict[str, BrevoEdit]]:
+    """Fields going both ways that Brevo changed since the last read, by the users half's key.
+
+    Read before the Braze -> Brevo half of a two-way run: it imports whole contacts, and without
+    this it would write Braze's unchanged value over a Brevo edit made since (the reverse half,
+    reading afterwards, would then take the edit for an echo and lose it). Only people this half
+    has synced before can have edits; the cursor does not move here.
+    """
+    rules = [
+        rule
+        for rule in ctx.mapping.rules
+        if rule.to_braze and rule.to_brevo and rule.braze not in IDENTITY_FIELDS | CONSENT_FIELDS
+    ]
+    cursor = ctx.state.get_cursor(RESOURCE, DIRECTION)
+    started = cursor.get("read_started_at") if cursor else None
+    if not rules or not isinstance(started, str):
+        return {}
+    try:
+        since = datetime.fromisoformat(started) - CURSOR_OVERLAP
+    except ValueError:
+        return {}
+    mapping = ctx.mapping
+    edits: dict[str, dict[str, BrevoEdit]] = {}
+    for chunk in chunked(ctx.brevo.iter_contacts(modified_since=since), CHUNK_CONTACTS):
+        stored = ctx.state.get_field_values(FIELDS, [state_key(c.id) for c in chunk])
+        for contact in chunk:
+            memory = ContactMemory.from_value(stored.get(state_key(contact.id)))
+            if memory is None:
+                continue
+            fields = mapping.to_braze(contact)
+            changed: dict[str, BrevoEdit] = {}
+            for rule in rules:
+                now = fields.get(rule.braze, _MISSING)
+                if same_value(now, memory.read.get(rule.braze, _MISSING)):
+                    continue
+                synced = memory.known.get(rule.braze, memory.read.get(rule.braze))
+                changed[rule.brevo] = BrevoEdit(
+                    value=None if now is _MISSING else contact.attributes.get(rule.brevo),
+                    synced=mapping.brevo_value(rule.braze, synced),
+                    policy=rule.conflict,
+                    braze_field=rule.braze,
+                )
+            if changed:
+                who = memory.who
+                edits[f"ext:{who[1]}" if who and who[0] == "external_id" else memory.identity_key] = changed
+    return edits
 
 
 def run(ctx: SyncContext) -> ResourceResult:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import Interrupted
+from ..models import BrevoEdit
 
 if TYPE_CHECKING:
     from ..clients.braze import BrazeClient
@@ -55,6 +56,11 @@ class SyncContext:
     stop: threading.Event = field(default_factory=threading.Event)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
+    # Two-way runs: Brevo edits read before the Braze -> Brevo half (users half key -> Brevo
+    # attribute -> edit), so it does not overwrite them; the Braze fields it kept Brevo's value
+    # for, so the Brevo -> Braze half carries them instead of taking them for echoes.
+    brevo_edits: dict[str, dict[str, BrevoEdit]] = field(default_factory=dict)
+    kept_brevo_fields: dict[str, set[str]] = field(default_factory=dict)
 
     def check_stop(self) -> None:
         """Raise Interrupted at a safe point when a stop was requested (SIGINT/SIGTERM)."""

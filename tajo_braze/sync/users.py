@@ -7,12 +7,13 @@ once Brevo accepted each import -> reconcile the import processes with what was 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -32,7 +33,7 @@ from ..exports import (
     iter_export_lines,
     wait_until_ready,
 )
-from ..models import BrazeUser, ContactPayload, ImportProcess, ResourceResult
+from ..models import BrazeUser, BrevoEdit, ContactPayload, ImportProcess, ResourceResult
 from ..state import StateStore
 from .context import SyncContext
 
@@ -72,6 +73,15 @@ class SentRecord:
     def decode(cls, text: str) -> SentRecord:
         digest, flag, email, sms, source = (text.split("\t") + ["", "", "", ""])[:5]
         return cls(digest, email or None, sms or None, None if flag == "-" else flag == "1", source)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as Brevo values: 5 and 5.0 are one number, True is not 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return bool(a == b)
+    return bool(a == b)
 
 
 def payload_digest(payload: ContactPayload) -> str:
@@ -497,6 +507,7 @@ class UsersSync:
         self.plan = Plan()
         self.dead: list[DeadLetterRow] = []
         self.shared_phones = 0
+        self.kept_edits = 0
         self.accepted: list[str] | None = None  # filled only when retrying dead letters
         rules = repr(ctx.mapping.rules).encode() + repr(self.export_fields()).encode()
         self.mapping_tag = hashlib.blake2b(rules, digest_size=8).digest()
@@ -619,6 +630,11 @@ class UsersSync:
             raise
         writer.close()
         self._flush_dead_letters()
+        if self.kept_edits:
+            self.result.notes.append(
+                f"{self.kept_edits} contact(s) keep fields edited in Brevo since the last run: the Brevo -> Braze "
+                "half carries those edits to Braze"
+            )
         if self.shared_phones:
             self.result.notes.append(
                 f"{self.shared_phones} contact(s) written without SMS: their phone number belongs to another "
@@ -774,6 +790,12 @@ class UsersSync:
                              _identity_of(user), "phone")
                 continue
             before = previous.get(key)
+            edits = ctx.brevo_edits.get(key) if ctx.brevo_edits else None
+            if edits:
+                if before is not None and not ctx.full and before.digest == payload_digest(payload):
+                    self.result.unchanged += 1  # Braze did not change: Brevo's edits are the other half's
+                    continue
+                payload = self._keep_brevo_edits(payload, edits)
             record = SentRecord(payload_digest(payload), payload.email, sms if isinstance(sms, str) else None,
                                 payload.email_blacklisted, sources.get(id(line), ""))
             if self.accepted is not None:
@@ -794,6 +816,26 @@ class UsersSync:
                 position,
                 unsubscribe=unsubscribe,
             )
+
+    def _keep_brevo_edits(self, payload: ContactPayload, edits: Mapping[str, BrevoEdit]) -> ContactPayload:
+        """Leave Brevo's edits in place: where Braze did not change the field since both sides agreed,
+        or the field's policy is `brevo_wins`. Otherwise (`latest`, `braze_wins`) Braze's value goes."""
+        attributes = dict(payload.attributes)
+        kept: set[str] = set()
+        for name, edit in edits.items():
+            braze_changed = not _same(attributes.get(name), edit.synced)
+            if braze_changed and edit.policy != "brevo_wins":
+                continue
+            if edit.value is None:
+                attributes.pop(name, None)
+            else:
+                attributes[name] = edit.value
+            kept.add(edit.braze_field)
+        if not kept:
+            return payload
+        self.kept_edits += 1
+        self.ctx.kept_brevo_fields.setdefault(payload.key, set()).update(kept)
+        return dataclasses.replace(payload, attributes=attributes)
 
     def _diff(self, payload: ContactPayload, before: SentRecord | None) -> dict[str, Any]:
         """A field-level diff against what Brevo holds now (a read; dry runs write nothing)."""

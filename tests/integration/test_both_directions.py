@@ -160,6 +160,57 @@ def test_a_field_changed_on_both_sides_converges_without_ping_pong(
     assert sandbox.violations() == []
 
 
+def test_a_brevo_edit_survives_a_braze_change_to_another_field_of_the_same_person(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector]
+) -> None:
+    sandbox, connector = settled_world(sandboxes, connectors)
+    people = synced_contacts(sandbox, connector)[:4]
+    for i, contact in enumerate(people):
+        change_contact(sandbox, contact["id"], {"attributes": {"FIRSTNAME": f"Brevo {i}"}})
+    # Braze changes another field of the same people: the users half imports them whole.
+    rename_in_braze(sandbox, {c["attributes"]["EXT_ID"]: {"last_name": f"Braze {i}"} for i, c in enumerate(people)})
+
+    forward, reverse = connector.sync(resources=["users"])["resources"]
+    assert forward["updated"] == 4 and any("4 contact(s) keep fields edited in Brevo" in n for n in forward["notes"])
+    assert reverse["updated"] == 4
+    contacts = brevo_by_ext_id(sandbox)
+    for i, contact in enumerate(people):
+        external_id = contact["attributes"]["EXT_ID"]
+        assert contacts[external_id]["attributes"]["FIRSTNAME"] == f"Brevo {i}"  # not overwritten
+        assert contacts[external_id]["attributes"]["LASTNAME"] == f"Braze {i}"
+        user = braze_user(sandbox, external_id)
+        assert user["first_name"] == f"Brevo {i}" and user["last_name"] == f"Braze {i}"
+    assert writes_during(sandbox, lambda: connector.sync(resources=["users"])) == {}
+    assert sandbox.violations() == []
+
+
+def test_brevo_wins_keeps_a_brevo_edit_when_braze_changed_the_same_field(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector]
+) -> None:
+    rules = yaml.safe_load(DEFAULT_MAPPING.read_text(encoding="utf-8"))["field_mapping"]
+    rules["first_name"] = {"brevo": "FIRSTNAME", "conflict": "brevo_wins"}
+    sandbox, connector = settled_world(sandboxes, connectors, mapping=rules)
+    contested, latest_rule = synced_contacts(sandbox, connector)[:2]
+    for contact in (contested, latest_rule):
+        change_contact(sandbox, contact["id"], {"attributes": {"FIRSTNAME": "FromBrevo", "LASTNAME": "BrevoLast"}})
+        rename_in_braze(
+            sandbox, {contact["attributes"]["EXT_ID"]: {"first_name": "FromBraze", "last_name": "BrazeLast"}}
+        )
+
+    connector.sync(resources=["users"])
+    contacts = brevo_by_ext_id(sandbox)
+    for contact in (contested, latest_rule):
+        external_id = contact["attributes"]["EXT_ID"]
+        # first_name is brevo_wins: Brevo's edit holds on both sides; last_name is `latest`:
+        # both changed, and Braze (carried first, with no per-field clock) wins.
+        assert contacts[external_id]["attributes"]["FIRSTNAME"] == "FromBrevo"
+        assert braze_user(sandbox, external_id)["first_name"] == "FromBrevo"
+        assert contacts[external_id]["attributes"]["LASTNAME"] == "BrazeLast"
+        assert braze_user(sandbox, external_id)["last_name"] == "BrazeLast"
+    assert writes_during(sandbox, lambda: connector.sync(resources=["users"])) == {}
+    assert sandbox.violations() == []
+
+
 def test_braze_wins_holds_a_brevo_change_back_when_braze_changed_too(
     sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector]
 ) -> None:

@@ -317,6 +317,41 @@ def test_blocklisted_contacts_unsubscribe_in_braze_and_stale_subscribes_never_un
     assert sandbox.violations() == []
 
 
+def email_groups(sandbox: Sandbox) -> list[str]:
+    groups = admin_get(sandbox, "braze/summary")["subscription_groups"]
+    return sorted(gid for gid, group in groups.items() if group["channel"] == "email")
+
+
+def test_blocklisted_contacts_leave_the_configured_email_subscription_groups_too(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector]
+) -> None:
+    sandbox = sandboxes(users=300, contacts=200)
+    groups = email_groups(sandbox)
+    assert len(groups) == 2
+    connector = connectors(sandbox, direction="both", email_subscription_groups=groups[:1])
+    connector.install()
+    connector.sync(type="full", resources=["users"])
+    chosen = [
+        c
+        for c in contacts_with_braze_users(sandbox)
+        if not c["emailBlacklisted"]
+        and braze_user(sandbox, c["attributes"]["EXT_ID"]).get("email_subscribe") != "unsubscribed"
+    ][:3]
+    assert len(chosen) == 3
+    for contact in chosen:
+        change_contact(sandbox, contact["id"], {"emailBlacklisted": True})
+
+    connector.sync(resources=["users"])
+    for contact in chosen:
+        user = braze_user(sandbox, contact["attributes"]["EXT_ID"])
+        assert user["email_subscribe"] == "unsubscribed"
+        # Only the configured group follows the global state; the other one is left as it was.
+        assert user["subscription_groups"].get(groups[0]) == "unsubscribed"
+        assert groups[1] not in user["subscription_groups"]
+    assert writes_during(sandbox, lambda: connector.sync(resources=["users"])) == {}
+    assert sandbox.violations() == []
+
+
 def test_a_newer_resubscribe_crosses_only_when_allowed(
     sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector], clock: FakeClock
 ) -> None:

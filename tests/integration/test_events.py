@@ -381,6 +381,26 @@ def test_a_failed_forward_is_kept_and_retried_by_the_events_sync(
 
 
 # ---------------------------------------------------------------- consent and echoes
+def test_a_brevo_unsubscribe_event_moves_the_configured_email_groups_with_the_global_state(
+    make_world: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    sandbox = small_world(make_world)
+    groups = admin_get(sandbox, "braze/summary")["subscription_groups"]
+    email_groups = sorted(gid for gid, group in groups.items() if group["channel"] == "email")
+    connector = connector_for(sandbox, tmp_path, email_subscription_groups=email_groups)
+    braze_user = subscribed_users(sandbox)[0]
+    connector.handle_event(
+        "brevo", {"event": "unsubscribed", "email": braze_user["email"], "ts_event": 1714557600}
+    )
+    subscriptions = admin_get(sandbox, "braze/subscriptions", external_id=braze_user["external_id"])
+    assert subscriptions["email_subscribe"] == "unsubscribed"
+    assert {gid: subscriptions["subscription_groups"].get(gid) for gid in email_groups} == {
+        gid: "unsubscribed" for gid in email_groups
+    }
+    connector.close()
+    assert sandbox.violations() == []
+
+
 def test_unsubscribes_cross_both_ways_and_echoes_are_dropped(
     make_world: Callable[..., Sandbox], make_connector: Callable[..., BrazeConnector]
 ) -> None:

@@ -756,3 +756,21 @@ def test_what_the_full_validator_refuses_never_passes_the_fast_path(text: str) -
         validate_email(text, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError:
         assert _plain_email(text) is None
+
+
+def test_one_braze_value_maps_as_the_users_half_writes_it() -> None:
+    mapping = CompiledMapping(
+        [
+            FieldRule("first_name", "FIRSTNAME"),
+            FieldRule("loyalty_points", "LOYALTY", type="number", is_custom=True),
+            FieldRule("signup", "SIGNUP", type="date", is_custom=True),
+            FieldRule("tier", "TIER", default="basic", is_custom=True),
+        ]
+    )
+    assert mapping.brevo_value("first_name", "Ann") == "Ann"
+    assert mapping.brevo_value("loyalty_points", "12") == 12
+    assert mapping.brevo_value("signup", "2024-05-01T10:00:00Z") == "2024-05-01"
+    assert mapping.brevo_value("tier", None) == "basic"  # the rule's default, as an import would write
+    assert mapping.brevo_value("first_name", "") is None
+    assert mapping.brevo_value("loyalty_points", "many") is None  # never written: nothing to compare
+    assert mapping.brevo_value("not_mapped", "x") is None

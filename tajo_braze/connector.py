@@ -59,6 +59,7 @@ RESOURCE_MODULES = {
     "catalogs": "tajo_braze.sync.catalogs",
 }
 REVERSE_USERS_MODULE = "tajo_braze.sync.contacts"
+DELETIONS_MODULE = "tajo_braze.sync.deletions"
 CREDENTIALS = ("braze_api_key", "brevo_api_key")
 LAST_CHECK = "connector:last_check"
 PROBE_RETRY = RetryPolicy(max_attempts=3, max_total_wait_s=10.0)
@@ -395,6 +396,11 @@ class BrazeConnector:
                         if reverse is not None:
                             ctx.brevo_edits = reverse.read_brevo_edits(ctx)
                     results.append(module.run(ctx))
+                    if resource == "users" and direction == "braze_to_brevo" and cfg.sync.deletes:
+                        # In two-way runs the Brevo -> Braze half does this after its own deletions.
+                        deletions = optional_module(DELETIONS_MODULE)
+                        if deletions is not None:
+                            deletions.propagate_braze_deletions(ctx, results[-1])
             except Interrupted:
                 status = "interrupted"
                 raise

@@ -285,3 +285,27 @@ def test_deletions_happen_only_when_enabled_and_are_counted_by_a_dry_run_first(
     assert brevo_only["email"] not in {c.get("email") for c in remaining}
     assert writes_during(sandbox, lambda: deleting.sync(resources=["users"])) == {}
     assert sandbox.violations() == []
+
+
+def test_a_one_way_braze_to_brevo_run_deletes_contacts_of_users_deleted_in_braze_when_enabled(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector], tmp_path: Path
+) -> None:
+    sandbox = sandboxes(users=300, contacts=200)
+    keep = connectors(sandbox, tmp_path, direction="braze_to_brevo")
+    keep.install()
+    keep.sync(type="full", resources=["users"])
+    gone = [c["attributes"]["EXT_ID"] for c in synced_contacts(sandbox, keep)[:3]]
+    for external_id in gone:
+        requests.delete(f"{sandbox.admin_url}/braze/users/{external_id}", timeout=30).raise_for_status()
+
+    assert not any(name in DELETES for name in writes_during(sandbox, lambda: keep.sync(resources=["users"])))
+    assert set(gone) <= set(brevo_by_ext_id(sandbox))
+
+    deleting = connectors(sandbox, tmp_path, direction="braze_to_brevo", deletes=True)
+    planned = deleting.sync(resources=["users"], dry_run=True)["resources"][0]["plan"]
+    assert planned["delete_in_brevo"] == 3 and set(gone) <= set(brevo_by_ext_id(sandbox))
+    result = deleting.sync(resources=["users"])["resources"][0]
+    assert any("3 user(s) deleted in Braze were deleted in Brevo" in n for n in result["notes"])
+    assert not set(gone) & set(brevo_by_ext_id(sandbox))
+    assert writes_during(sandbox, lambda: deleting.sync(resources=["users"])) == {}
+    assert sandbox.violations() == []

@@ -60,6 +60,8 @@ RESOURCE_MODULES = {
 }
 REVERSE_USERS_MODULE = "tajo_braze.sync.contacts"
 DELETIONS_MODULE = "tajo_braze.sync.deletions"
+# A previous run that ended longer ago than this left no per-second rate-limit bucket in use.
+IDLE_AFTER_RUN_S = 2.0
 CREDENTIALS = ("braze_api_key", "brevo_api_key")
 LAST_CHECK = "connector:last_check"
 PROBE_RETRY = RetryPolicy(max_attempts=3, max_total_wait_s=10.0)
@@ -369,6 +371,9 @@ class BrazeConnector:
         started = time.monotonic()
         results: list[ResourceResult] = []
         with self._run_state(dry_run) as state, state.run_lock("sync"), self._signals():
+            if _idle_since_last_run(state):
+                for limiter in self._limiters.values():
+                    limiter.trust_idle_start()
             run_id = None if dry_run else state.start_run(
                 "sync", {"type": type, "resources": wanted, "since": str(since_date or ""), "dry_run": dry_run,
                          "direction": direction}
@@ -640,6 +645,22 @@ def _run_probes(probes: Sequence[tuple[str, Callable[[], str]]], *, api: str) ->
         except (PermissionDenied, ApiError) as exc:
             out.append(CheckResult(name, False, exc.user_message, exc.fix))
     return out
+
+
+def _idle_since_last_run(state: StateStore) -> bool:
+    """The last run finished cleanly (not killed) over two seconds ago: no per-second bucket is in use.
+
+    A killed run leaves its row 'running', and nothing says when it made its last call; then the
+    limiters keep their cautious start.
+    """
+    last = state.last_run()
+    if last is None or last.status == "running" or not last.finished_at:
+        return False
+    try:
+        finished = datetime.fromisoformat(last.finished_at.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (datetime.now(UTC) - finished).total_seconds() > IDLE_AFTER_RUN_S
 
 
 def _failed(results: Sequence[ResourceResult]) -> bool:

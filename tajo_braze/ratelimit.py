@@ -106,6 +106,7 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._states: dict[str, _BucketState] = {}
+        self._cautious: set[str] = set()
         started = clock()
         for bucket in buckets:
             if bucket.name in self._states:
@@ -113,7 +114,18 @@ class RateLimiter:
             state = _BucketState(bucket, safety)
             if bucket.window_s <= cautious_start_s:
                 state.blocked_until = started + state.window
+                self._cautious.add(bucket.name)
             self._states[bucket.name] = state
+
+    def trust_idle_start(self) -> None:
+        """Drop the cautious start: the caller knows nothing else used these buckets lately
+        (the previous run finished cleanly, longer ago than a short window)."""
+        with self._lock:
+            for name in self._cautious:
+                state = self._states[name]
+                if not state.sent:
+                    state.blocked_until = float("-inf")
+            self._cautious.clear()
 
     def _state(self, name: str) -> _BucketState:
         try:

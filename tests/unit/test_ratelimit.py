@@ -282,3 +282,15 @@ def test_a_cautious_start_waits_one_short_window_and_leaves_long_buckets_alone()
     waited = limiter.acquire(["per_second"])
     assert 1.0 <= waited <= 1.2
     assert limiter.acquire(["per_second"]) == 0.0
+
+
+def test_an_idle_start_is_trusted_when_the_caller_knows_the_buckets_are_unused() -> None:
+    now = [100.0]
+    limiter = RateLimiter(
+        [Bucket("per_second", 2, 1.0)], clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s),
+        cautious_start_s=1.0,
+    )  # fmt: skip
+    limiter.trust_idle_start()
+    assert limiter.acquire(["per_second"]) == 0.0
+    assert limiter.acquire(["per_second"]) == 0.0
+    assert limiter.acquire(["per_second"]) > 0.9  # the bucket itself still holds

@@ -244,6 +244,15 @@ def _reader(rule: FieldRule) -> Reader:
     return read_custom
 
 
+def equal_values(a: Any, b: Any) -> bool:
+    """Equal with types that matter: True is not 1, but 5 and 5.0 are the same number."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return bool(a == b)
+    return type(a) is type(b) and bool(a == b)
+
+
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -319,6 +328,11 @@ class CompiledMapping:
         default = coerce(rule.default) if has_default else None
         transform = TRANSFORMS[rule.transform] if rule.transform else None
         return _ToBrevoStep(rule, _reader(rule), transform, coerce, has_default, default)
+
+    @property
+    def phone_attribute(self) -> str | None:
+        """The Brevo attribute the phone maps to (SMS by default), or None when it is not mapped."""
+        return self._phone_attribute
 
     def __repr__(self) -> str:
         return f"CompiledMapping({len(self.rules)} rules, identity_attribute={self.identity_attribute!r})"

@@ -28,13 +28,6 @@ from . import users as users_half
 NEW_PROFILE_DEFAULTS: Mapping[str, Any] = {"email_subscribe": "subscribed", "push_subscribe": "subscribed"}
 
 
-def phone_attribute(mapping: CompiledMapping) -> str | None:
-    for rule in mapping.rules:
-        if rule.braze == "phone":
-            return rule.brevo
-    return None
-
-
 def identity_key(contact: BrevoContact, phone_name: str | None = "SMS") -> str:
     """The users half's key for the person behind a contact (it keys Braze users the same way)."""
     if contact.ext_id:
@@ -76,7 +69,7 @@ def brevo_content_as_sent(
         if value is not None and value != "" and value != []:
             attributes[name] = value
     return ContactPayload(
-        key=identity_key(contact, phone_attribute(mapping)),
+        key=identity_key(contact, mapping.phone_attribute),
         email=email,
         ext_id=contact.ext_id,
         attributes=attributes,
@@ -156,7 +149,7 @@ def expect(
     half must know the person (`sent`): Braze is then taken to hold what Brevo holds, with the
     written fields (a consent state, say) mapped over it. None when the mapping refuses the view.
     """
-    phone_name = phone_attribute(mapping)
+    phone_name = mapping.phone_attribute
     if base is not None:
         data = export_view(mapping, written, base)
         email, phone = data.get("email"), data.get("phone")
@@ -172,7 +165,7 @@ def expect(
             return None
         payload = mapped
     elif sent is not None:
-        payload = brevo_content_as_sent(contact, mapping, sent.email, blacklisted=blacklisted)
+        now = payload = brevo_content_as_sent(contact, mapping, sent.email, blacklisted=blacklisted)
         over = {name: value for name, value in written.items() if name not in IDENTITY_FIELDS}
         overlay = mapping.to_brevo(
             BrazeUser(payload.ext_id, None, payload.email, None, export_view(mapping, over, {})),
@@ -186,7 +179,8 @@ def expect(
         payload = dataclasses.replace(payload, attributes=attributes)
     else:
         return None
-    now = brevo_content_as_sent(contact, mapping, payload.email, blacklisted=payload.email_blacklisted)
+    if base is not None:
+        now = brevo_content_as_sent(contact, mapping, payload.email, blacklisted=payload.email_blacklisted)
     holds = users_half.payload_digest(now) == users_half.payload_digest(payload)
     blocklists = payload.email_blacklisted is True and not contact.email_blacklisted
     return Expectation(payload, holds and not blocklists, blocklists, phone_name)

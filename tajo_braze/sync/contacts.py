@@ -28,7 +28,7 @@ from ..batching import chunked, prefetched
 from ..clients.braze import EXPORT_IDS_MAX
 from ..consent import CONSENT_NAMESPACE, ConsentRecord, decide
 from ..errors import PermanentApiError
-from ..mapping import CONSENT_FIELDS, IDENTITY_FIELDS
+from ..mapping import CONSENT_FIELDS, IDENTITY_FIELDS, equal_values
 from ..models import BrazeUser, BrevoContact, BrevoEdit, ResourceResult, TrackResult
 from . import users as users_half
 from .brevo_view import (
@@ -37,7 +37,6 @@ from .brevo_view import (
     expect,
     identity_key,
     is_braze_echo,
-    phone_attribute,
 )
 from .context import SyncContext
 from .settle import BrevoCatchUp
@@ -140,14 +139,10 @@ def braze_identifier(who: Sequence[str]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ pure diffing
 def same_value(a: Any, b: Any) -> bool:
-    """Equal with types that matter: True is not 1, but 5 and 5.0 are the same number."""
+    """`equal_values`, where a missing value equals only a missing value."""
     if a is _MISSING or b is _MISSING:
         return a is b
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return bool(a == b)
-    return type(a) is type(b) and bool(a == b)
+    return equal_values(a, b)
 
 
 def changed_fields(
@@ -593,7 +588,6 @@ class ContactsSync:
         )
         self.custom_fields = {rule.braze: rule.is_custom for rule in mapping.rules}
         self.email_groups = sync.email_subscription_groups
-        self.phone_attribute = phone_attribute(mapping)
         self.catch_up = BrevoCatchUp(ctx, writes=ctx.direction == "both")
         self.writer = TrackWriter(ctx, self.result, self.counters, self.catch_up)
         self.lists = ListNames()
@@ -620,13 +614,7 @@ class ContactsSync:
     def read_window(self) -> tuple[datetime | None, bool]:
         """(modifiedSince for this read, whether a complete read moves the cursor afterwards)."""
         ctx = self.ctx
-        cursor = ctx.state.get_cursor(RESOURCE, DIRECTION)
-        previous: datetime | None = None
-        if cursor and isinstance(cursor.get("read_started_at"), str):
-            try:
-                previous = datetime.fromisoformat(cursor["read_started_at"]) - CURSOR_OVERLAP
-            except ValueError:
-                previous = None
+        previous = previous_read_start(ctx)
         if ctx.since is not None:
             since = datetime.combine(ctx.since, day_start(), tzinfo=UTC)
             return since, previous is not None and since <= previous
@@ -695,7 +683,7 @@ class ContactsSync:
             for key, value in state.get_field_values(FIELDS, [state_key(c.id) for c in contacts]).items()
             if (memory := ContactMemory.from_value(value)) is not None
         }
-        identities = {c.id: identity_key(c, self.phone_attribute) for c in contacts}
+        identities = {c.id: identity_key(c, mapping.phone_attribute) for c in contacts}
         sent = {
             key: users_half.SentRecord.decode(text)
             for key, text in state.get_fingerprints(
@@ -954,6 +942,18 @@ class ContactsSync:
             result.plan = {**self.plan, **result.plan}
 
 
+def previous_read_start(ctx: SyncContext) -> datetime | None:
+    """Where an incremental read starts: a little before the previous read began (None: no read yet)."""
+    cursor = ctx.state.get_cursor(RESOURCE, DIRECTION)
+    started = cursor.get("read_started_at") if cursor else None
+    if not isinstance(started, str):
+        return None
+    try:
+        return datetime.fromisoformat(started) - CURSOR_OVERLAP
+    except ValueError:
+        return None
+
+
 def read_brevo_edits(ctx: SyncContext) -> dict[str, dict[str, BrevoEdit]]:
     """Fields going both ways that Brevo changed since the last read, by the users half's key.
 
@@ -967,13 +967,8 @@ def read_brevo_edits(ctx: SyncContext) -> dict[str, dict[str, BrevoEdit]]:
         for rule in ctx.mapping.rules
         if rule.to_braze and rule.to_brevo and rule.braze not in IDENTITY_FIELDS | CONSENT_FIELDS
     ]
-    cursor = ctx.state.get_cursor(RESOURCE, DIRECTION)
-    started = cursor.get("read_started_at") if cursor else None
-    if not rules or not isinstance(started, str):
-        return {}
-    try:
-        since = datetime.fromisoformat(started) - CURSOR_OVERLAP
-    except ValueError:
+    since = previous_read_start(ctx) if rules else None
+    if since is None:
         return {}
     mapping = ctx.mapping
     edits: dict[str, dict[str, BrevoEdit]] = {}

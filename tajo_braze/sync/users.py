@@ -33,6 +33,7 @@ from ..exports import (
     iter_export_lines,
     wait_until_ready,
 )
+from ..mapping import equal_values
 from ..models import BrazeUser, BrevoEdit, ContactPayload, ImportProcess, ResourceResult
 from ..state import StateStore
 from .context import SyncContext
@@ -73,15 +74,6 @@ class SentRecord:
     def decode(cls, text: str) -> SentRecord:
         digest, flag, email, sms, source = (text.split("\t") + ["", "", "", ""])[:5]
         return cls(digest, email or None, sms or None, None if flag == "-" else flag == "1", source)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal as Brevo values: 5 and 5.0 are one number, True is not 1."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return bool(a == b)
-    return bool(a == b)
 
 
 def payload_digest(payload: ContactPayload) -> str:
@@ -823,7 +815,7 @@ class UsersSync:
         attributes = dict(payload.attributes)
         kept: set[str] = set()
         for name, edit in edits.items():
-            braze_changed = not _same(attributes.get(name), edit.synced)
+            braze_changed = not equal_values(attributes.get(name), edit.synced)
             if braze_changed and edit.policy != "brevo_wins":
                 continue
             if edit.value is None:

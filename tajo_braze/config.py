@@ -252,6 +252,9 @@ class SyncSettings:
     list_folder: str = "Braze"
     export_timeout_s: int = 3600  # how long to wait for a segment export URL
     export_concurrency: int = 1
+    # Processes that parse and map export lines: None picks one per CPU (at most 4) for large
+    # exports and none for small ones; 0 maps in the run's own process.
+    map_workers: int | None = None
 
 
 @dataclass(frozen=True)

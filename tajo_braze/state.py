@@ -380,6 +380,10 @@ class StateStore:
     def path(self) -> Path:
         return self._path
 
+    @property
+    def connector_id(self) -> str:
+        return self._connector_id
+
     # ------------------------------------------------------------ open / close
     def _open(self) -> sqlite3.Connection:
         if self._readonly:

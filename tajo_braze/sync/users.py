@@ -13,6 +13,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -25,11 +26,12 @@ import orjson
 from tajo_braze import jsonbytes
 
 from ..batching import chunked
-from ..errors import RateLimited, RecordRejected, TransientApiError, UsageError
+from ..errors import RateLimited, TransientApiError, UsageError
 from ..exports import (
     EXPORT_REUSE_MAX_AGE_S,
     ExportLine,
     download_export,
+    export_size,
     iter_export_lines,
     wait_until_ready,
 )
@@ -37,6 +39,23 @@ from ..mapping import equal_values
 from ..models import BrazeUser, BrevoEdit, ContactPayload, ImportProcess, ResourceResult
 from ..state import StateStore
 from .context import SyncContext
+from .user_lines import (
+    MAPPED,
+    REJECTED,
+    SKIPPED,
+    LineReader,
+    LineRules,
+    Outcome,
+    WorkerPool,
+    active_since,
+    import_row,
+    local_reader,
+    payload_digest,
+    usable_cpus,
+    user_from_line,
+)
+
+__all__ = ["active_since", "import_row", "payload_digest", "user_from_line"]  # users.* callers keep working
 
 RESOURCE = "users"
 FINGERPRINTS = "users:braze_to_brevo"
@@ -49,6 +68,10 @@ USERS_LIST = "brevo:users_list_id"
 SEGMENT_IDS = "braze:segment_ids"
 
 CHUNK_LINES = 2000
+# Worker processes pay for themselves from about this much export text (~50k users); below it,
+# starting them costs more than they save.
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+MAX_AUTO_WORKERS = 4
 IMPORT_SAFE_BYTES = 8 * 1024 * 1024
 PLAN_SAMPLE = 5
 
@@ -76,60 +99,8 @@ class SentRecord:
         return cls(digest, email or None, sms or None, None if flag == "-" else flag == "1", source)
 
 
-def payload_digest(payload: ContactPayload) -> str:
-    body = jsonbytes.dumps(
-        [payload.email, payload.ext_id, payload.attributes, payload.email_blacklisted], sort_keys=True
-    )
-    return hashlib.blake2b(body, digest_size=10).hexdigest()
-
-
-def import_row(payload: ContactPayload) -> dict[str, Any]:
-    attributes = dict(payload.attributes)
-    if payload.ext_id is not None:
-        attributes["EXT_ID"] = payload.ext_id
-    row: dict[str, Any] = {"attributes": attributes}
-    if payload.email:
-        row["email"] = payload.email
-    return row
-
-
-def user_from_line(raw: bytes) -> BrazeUser:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise RecordRejected(f"export line is not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise RecordRejected(f"export line is a JSON {type(data).__name__}, not an object")
-
-    def text(name: str) -> str | None:
-        value = data.get(name)
-        return value if isinstance(value, str) and value else None
-
-    return BrazeUser(text("external_id"), text("braze_id"), text("email"), text("phone"), data)
-
-
 def line_key(line: ExportLine) -> str:
     return f"line:{line.member}:{line.line}"
-
-
-def _user_activity_dates(user: BrazeUser) -> Iterator[str]:
-    created = user.data.get("created_at")
-    if isinstance(created, str):
-        yield created
-    for group in ("apps", "custom_events", "purchases"):
-        items = user.data.get(group)
-        if isinstance(items, list):
-            for item in items:
-                if isinstance(item, dict):
-                    for name in ("last_used", "last"):
-                        value = item.get(name)
-                        if isinstance(value, str):
-                            yield value
-
-
-def active_since(user: BrazeUser, since: date) -> bool:
-    floor = since.isoformat()
-    return any(value[:10] >= floor for value in _user_activity_dates(user))
 
 
 # ------------------------------------------------------------------ the import writer
@@ -476,6 +447,29 @@ def remember_sent(state: StateStore, records: Sequence[tuple[str, SentRecord]]) 
 
 
 # ------------------------------------------------------------------ the run
+@dataclass(slots=True)
+class MappedUser:
+    """A mapped export line, as the writer needs it (the row already serialised)."""
+
+    line: ExportLine
+    source: str  # digest of the line and the mapping
+    external_id: str | None
+    braze_id: str | None
+    raw_email: str | None
+    raw_phone: str | None
+    key: str
+    email: str | None
+    ext_id: str | None
+    sms: str | None
+    blacklisted: bool | None
+    digest: str
+    row: bytes
+
+    def identity(self) -> dict[str, Any]:
+        return {"external_id": self.external_id, "braze_id": self.braze_id, "email": self.raw_email,
+                "phone": self.raw_phone}
+
+
 @dataclass
 class Plan:
     """What a dry run would do; filled as the export is read."""
@@ -501,6 +495,7 @@ class UsersSync:
         self.shared_phones = 0
         self.kept_edits = 0
         self.accepted: list[str] | None = None  # filled only when retrying dead letters
+        self._reader: LineReader | None = None
         rules = repr(ctx.mapping.rules).encode() + repr(self.export_fields()).encode()
         self.mapping_tag = hashlib.blake2b(rules, digest_size=8).digest()
 
@@ -607,8 +602,8 @@ class UsersSync:
         writer = ImportWriter(ctx, self.result, list_id)
         writer.take_dead_letters = self._take_dead_letters
         try:
-            for chunk in chunked(iter_export_lines(path, start_member=member, start_line=line), CHUNK_LINES):
-                self._process_chunk(chunk, writer)
+            for chunk, outcomes in self._read_export(path, member, line):
+                self._apply(chunk, outcomes, writer)
                 ctx.progress.update(
                     RESOURCE,
                     read=self.result.read,
@@ -682,132 +677,151 @@ class UsersSync:
             self.ctx.state.add_dead_letters(self.dead, run_id=self.ctx.run_id)
         self.dead = []
 
+    # -- reading and mapping (in worker processes for large exports)
+    def line_rules(self) -> LineRules:
+        ctx = self.ctx
+        return LineRules(
+            rules=ctx.mapping.rules,
+            mapping_tag=self.mapping_tag,
+            fingerprint_namespace=FINGERPRINTS,
+            since=ctx.since,
+            check_unchanged=not ctx.full and self.accepted is None,
+            state_path=str(ctx.state.path),
+            connector_id=ctx.state.connector_id,
+        )
+
+    def _local_reader(self) -> LineReader:
+        if self._reader is None:
+            self._reader = local_reader(self.line_rules(), self.ctx.mapping, self.ctx.state)
+        return self._reader
+
+    def map_workers(self, export_bytes: int) -> int:
+        """Worker processes for an export of this size: as configured, else one per CPU for large ones."""
+        configured = self.ctx.config.sync.map_workers
+        if configured is not None:
+            return configured
+        cpus = usable_cpus()
+        if cpus < 2 or export_bytes < PARALLEL_MIN_BYTES:
+            return 0
+        return min(cpus, MAX_AUTO_WORKERS)
+
+    def _read_export(
+        self, path: Path, member: int, line: int
+    ) -> Iterator[tuple[list[ExportLine], list[Outcome]]]:
+        chunks = chunked(iter_export_lines(path, start_member=member, start_line=line), CHUNK_LINES)
+        workers = self.map_workers(export_size(path))
+        if workers == 0:
+            for chunk in chunks:
+                yield chunk, self._local_reader().read([x.raw for x in chunk])
+            return
+        self.result.notes.append(f"export lines mapped in {workers} worker processes")
+        sent: deque[list[ExportLine]] = deque()
+
+        def raw_chunks() -> Iterator[list[bytes]]:
+            for chunk in chunks:
+                sent.append(chunk)
+                yield [x.raw for x in chunk]
+
+        with WorkerPool(self.line_rules(), workers) as pool:
+            for outcomes in pool.read(raw_chunks()):
+                yield sent.popleft(), outcomes
+
     def _process_chunk(self, lines: Sequence[ExportLine], writer: ImportWriter) -> None:
-        ctx = self.ctx
-        mapping = ctx.mapping
-        mapped: list[tuple[ExportLine, ContactPayload, BrazeUser]] = []
-        sources: dict[int, str] = {}
-        parsed = self._skip_unchanged_lines(lines, sources)
-        for line, user in parsed:
-            out = mapping.to_brevo(user)
-            if isinstance(out, ContactPayload):
-                mapped.append((line, out, user))
+        self._apply(lines, self._local_reader().read([x.raw for x in lines]), writer)
+
+    def _apply(self, lines: Sequence[ExportLine], outcomes: Sequence[Outcome], writer: ImportWriter) -> None:
+        """Count what was read, dead-letter what was refused, write what was mapped."""
+        result = self.result
+        mapped: list[MappedUser] = []
+        for outcome in outcomes:
+            kind, index = outcome[0], outcome[1]
+            line = lines[index]
+            result.read += 1
+            if kind == MAPPED:
+                mapped.append(MappedUser(line, *outcome[2:]))
+            elif kind == REJECTED:
+                _, _, key, reason, field_name, record = outcome
+                self._reject(key or line_key(line), reason, record, field_name)
+            elif kind == SKIPPED:
+                result.skipped += 1
             else:
-                self._reject(out.key, out.reason, _identity_of(user), out.field)
-        self._write_changed(mapped, sources, writer)
+                result.unchanged += 1
+        self._write_changed(mapped, writer)
 
-    def _skip_unchanged_lines(
-        self, lines: Sequence[ExportLine], sources: dict[int, str]
-    ) -> list[tuple[ExportLine, BrazeUser]]:
-        """Parse each line; a user whose line is byte-identical to the one last written is unchanged.
+    def _payload_of(self, user: MappedUser) -> ContactPayload:
+        """The mapped contact again, whole (outcomes carry only its serialised row)."""
+        payload = self.ctx.mapping.to_brevo(user_from_line(user.line.raw))
+        assert isinstance(payload, ContactPayload), "mapping is deterministic"
+        return payload
 
-        Only users with an external_id are checked this way (their key needs no mapping); the
-        rest, and every changed line, go through the mapping.
-        """
-        ctx = self.ctx
-        parsed: list[tuple[ExportLine, BrazeUser]] = []
-        for line in lines:
-            self.result.read += 1
-            if not line.raw:
-                self._reject(line_key(line), "export line is longer than the line limit", {})
-                continue
-            try:
-                user = user_from_line(line.raw)
-            except RecordRejected as exc:
-                self._reject(line_key(line), exc.reason, {"raw": line.raw[:500].decode("utf-8", "replace")})
-                continue
-            if ctx.since is not None and not active_since(user, ctx.since):
-                self.result.skipped += 1
-                continue
-            sources[id(line)] = hashlib.blake2b(line.raw.strip() + self.mapping_tag, digest_size=10).hexdigest()
-            parsed.append((line, user))
-        if ctx.full or self.accepted is not None:
-            return parsed
-        quick = [f"ext:{u.external_id}" for _, u in parsed if u.external_id]
-        known = ctx.state.get_fingerprints(FINGERPRINTS, quick) if quick else {}
-        if not known:
-            return parsed
-        kept: list[tuple[ExportLine, BrazeUser]] = []
-        for line, user in parsed:
-            record = known.get(f"ext:{user.external_id}") if user.external_id else None
-            if record is not None and record.endswith("\t" + sources[id(line)]):
-                self.result.unchanged += 1
-            else:
-                kept.append((line, user))
-        return kept
-
-    def _write_changed(
-        self, mapped: list[tuple[ExportLine, ContactPayload, BrazeUser]], sources: dict[int, str], writer: ImportWriter
-    ) -> None:
+    def _write_changed(self, mapped: list[MappedUser], writer: ImportWriter) -> None:
         ctx = self.ctx
         if not mapped:
             return
         # Claims made by rows not yet in state: the unflushed import buffer, then this chunk's rows.
-        keys = [p.key for _, p, _ in mapped]
+        keys = [m.key for m in mapped]
         previous = {k: SentRecord.decode(v) for k, v in ctx.state.get_fingerprints(FINGERPRINTS, keys).items()}
-        emails = sorted({p.email for _, p, _ in mapped if p.email})
-        sms_values = sorted({s for _, p, _ in mapped if isinstance(s := p.attributes.get("SMS"), str)})
+        emails = sorted({m.email for m in mapped if m.email})
+        sms_values = sorted({m.sms for m in mapped if m.sms is not None})
         email_owner = ctx.state.get_fingerprints(EMAIL_CLAIMS, emails) if emails else {}
         sms_owner = ctx.state.get_fingerprints(SMS_CLAIMS, sms_values) if sms_values else {}
-        for line, payload, user in mapped:
-            key = payload.key
+        for m in mapped:
+            key = m.key
             # Several Braze profiles without an external_id can share one email (one Brevo contact):
             # the first to claim it keeps it, so runs converge instead of flapping between profiles.
-            me = key if user.external_id or not user.braze_id else f"braze:{user.braze_id}"
-            if payload.email:
-                owner = writer.claim_owner("email", payload.email) or email_owner.get(payload.email)
+            me = key if m.external_id or not m.braze_id else f"braze:{m.braze_id}"
+            if m.email:
+                owner = writer.claim_owner("email", m.email) or email_owner.get(m.email)
                 if owner and owner != me:
                     self._reject(
                         me,
-                        f"email '{payload.email}' is already synced for Braze user {owner}; "
+                        f"email '{m.email}' is already synced for Braze user {owner}; "
                         "Brevo needs a unique email per contact",
-                        _identity_of(user),
+                        m.identity(),
                         "email",
                     )
                     continue
-            sms = payload.attributes.get("SMS")
-            if isinstance(sms, str):
+            payload: ContactPayload | None = None  # rebuilt only when it must change
+            sms = m.sms
+            if sms is not None:
                 owner = writer.claim_owner("sms", sms) or sms_owner.get(sms)
                 if owner and owner != me:
                     # Brevo refuses a phone number shared by two contacts: keep the contact, drop the number.
+                    payload = self._payload_of(m)
                     attributes = {k: v for k, v in payload.attributes.items() if k != "SMS"}
-                    payload = ContactPayload(
-                        key, payload.email, payload.ext_id, attributes, payload.email_blacklisted,
-                        payload.sms_blacklisted,
-                    )
+                    payload = dataclasses.replace(payload, attributes=attributes)
                     self.shared_phones += 1
                     sms = None
-            if not payload.email and not payload.ext_id and not isinstance(sms, str):
+            if not m.email and not m.ext_id and sms is None:
                 self._reject(key, "no usable identifier left for Brevo (shared phone, no email, no ext_id)",
-                             _identity_of(user), "phone")
+                             m.identity(), "phone")
                 continue
             before = previous.get(key)
             edits = ctx.brevo_edits.get(key) if ctx.brevo_edits else None
             if edits:
-                if before is not None and not ctx.full and before.digest == payload_digest(payload):
+                digest = m.digest if payload is None else payload_digest(payload)
+                if before is not None and not ctx.full and before.digest == digest:
                     self.result.unchanged += 1  # Braze did not change: Brevo's edits are the other half's
                     continue
-                payload = self._keep_brevo_edits(payload, edits)
-            record = SentRecord(payload_digest(payload), payload.email, sms if isinstance(sms, str) else None,
-                                payload.email_blacklisted, sources.get(id(line), ""))
+                payload = self._keep_brevo_edits(payload or self._payload_of(m), edits)
+            digest, row = m.digest, m.row
+            if payload is not None:
+                digest, row = payload_digest(payload), jsonbytes.dumps(import_row(payload))
+            record = SentRecord(digest, m.email, sms, m.blacklisted, m.source)
             if self.accepted is not None:
                 self.accepted.extend((key, me))
             if before is not None and before.digest == record.digest and not ctx.full:
                 self.result.unchanged += 1
                 continue
+            line = m.line
             position = (line.member, line.line)
             if ctx.dry_run and len(self.plan.diffs) < PLAN_SAMPLE:
-                self.plan.diffs.append(self._diff(payload, before))
-            newly_unsubscribed = payload.email_blacklisted is True and (before is None or before.blacklisted is not True)
-            unsubscribe = bool(newly_unsubscribed and payload.email)
+                self.plan.diffs.append(self._diff(payload or self._payload_of(m), before))
+            newly_unsubscribed = m.blacklisted is True and (before is None or before.blacklisted is not True)
+            unsubscribe = bool(newly_unsubscribed and m.email)
             if unsubscribe:
                 self.plan.blacklist += 1
-            writer.add(
-                jsonbytes.dumps(import_row(payload)),
-                PendingRow(key, me, record, before, before is None),
-                position,
-                unsubscribe=unsubscribe,
-            )
+            writer.add(row, PendingRow(key, me, record, before, before is None), position, unsubscribe=unsubscribe)
 
     def _keep_brevo_edits(self, payload: ContactPayload, edits: Mapping[str, BrevoEdit]) -> ContactPayload:
         """Leave Brevo's edits in place: where Braze did not change the field since both sides agreed,
@@ -852,15 +866,6 @@ def close_quietly(writer: ImportWriter) -> None:
         writer.close()
     except BaseException:  # noqa: BLE001 - the original error is being raised already
         return
-
-
-def _identity_of(user: BrazeUser) -> dict[str, Any]:
-    return {
-        "external_id": user.external_id,
-        "braze_id": user.braze_id,
-        "email": user.email,
-        "phone": user.phone,
-    }
 
 
 # ------------------------------------------------------------------ shared helpers

@@ -124,6 +124,13 @@ def test_waits_with_backoff_until_the_url_is_ready() -> None:
     assert clock.sleeps == [0.05, 0.1, 0.2]
 
 
+def test_the_backoff_is_capped_at_one_second_so_readiness_is_seen_soon() -> None:
+    host, clock = FakeExportHost([403] * 12 + [200]), FakeClock()
+    wait_until_ready(host, "https://x", timeout_s=600, sleep=clock.sleep, clock=clock)
+    assert max(clock.sleeps) == 1.0
+    assert clock.sleeps[-5:] == [1.0] * 5
+
+
 def test_gives_up_at_the_deadline() -> None:
     host, clock = FakeExportHost([403] * 100), FakeClock()
     with pytest.raises(TransientApiError, match="not ready after 5 s"):

@@ -149,7 +149,10 @@ class LineReader:
             parsed.append((i, source, user))
         known = self._known(parsed)
         mapping = self.mapping
-        phone_attribute = mapping.phone_attribute
+        # orjson leaves each output in a 4 KiB block: rows are gathered in one buffer and cut out
+        # at their own size, or a chunk's rows would hold ten times their bytes.
+        rows = bytearray()
+        spans: list[tuple[int, int, int]] = []
         for i, source, user in parsed:
             if known:
                 record = known.get(f"ext:{user.external_id}") if user.external_id else None
@@ -160,12 +163,19 @@ class LineReader:
             if not isinstance(out, ContactPayload):
                 outcomes[i] = (REJECTED, i, out.key, out.reason, out.field, identity_of(user))
                 continue
-            sms = out.attributes.get(phone_attribute) if phone_attribute else None
+            sms = out.attributes.get("SMS")  # the attribute Brevo keeps unique
+            start = len(rows)
+            rows += jsonbytes.dumps(import_row(out))
+            spans.append((i, start, len(rows)))
             outcomes[i] = (
                 MAPPED, i, source, user.external_id, user.braze_id, user.email, user.phone,
                 out.key, out.email, out.ext_id, sms if isinstance(sms, str) else None,
-                out.email_blacklisted, payload_digest(out), jsonbytes.dumps(import_row(out)),
+                out.email_blacklisted, payload_digest(out),
             )  # fmt: skip
+        if spans:
+            joined = bytes(rows)
+            for i, start, end in spans:
+                outcomes[i] = (*outcomes[i], joined[start:end])  # type: ignore[misc]
         return [o for o in outcomes if o is not None]
 
     def _known(self, parsed: Sequence[tuple[int, str, BrazeUser]]) -> Mapping[str, str]:

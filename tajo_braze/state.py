@@ -171,7 +171,7 @@ PAGE_SIZE = 5_000  # rows per page when streaming a namespace
 WAL_CHECKPOINT_PAGES = 10_000  # ~40 MiB: a 10k-row fingerprint batch dirties thousands of pages
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # shrink the WAL back after an unusually large transaction
 BUSY_TIMEOUT_MS = 15_000  # a concurrent writer (webhook receiver) holds the write lock for milliseconds
-CACHE_KIB = 65_536  # page-cache ceiling per connection; 1M fingerprint upserts thrash the 2 MiB default
+CACHE_KIB = 16_384  # page-cache ceiling per connection: 1M fingerprint upserts thrash the 2 MiB default; more costs RSS
 
 # Table names are interpolated into SQL, so they only ever come from this allow-list.
 _TABLE_BY_KIND: dict[str, str] = {

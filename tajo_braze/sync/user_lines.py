@@ -1,21 +1,15 @@
 """Export lines -> what the users sync may write: parse, skip what is unchanged, map, serialise.
 
 The work per line is pure (plus one read of the fingerprints), so it runs either in the run's own
-process or in worker processes that take chunks of raw lines and answer with plain tuples: the
-run's process keeps what must be sequential (claims, the diff against state, the import writer).
-Both paths run the same `LineReader`, so they give the same outcomes.
+process or in worker processes (`line_workers`) that take chunks of raw lines and answer with plain
+tuples: the run's process keeps what must be sequential (claims, the diff against state, the import
+writer). Both paths run the same `LineReader`, so they give the same outcomes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import os
-import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -23,7 +17,7 @@ from typing import Any
 import orjson
 
 from .. import jsonbytes
-from ..errors import ConnectorError, RecordRejected
+from ..errors import RecordRejected
 from ..mapping import CompiledMapping, FieldRule
 from ..models import BrazeUser, ContactPayload
 from ..state import StateStore
@@ -39,10 +33,6 @@ Outcome = tuple[Any, ...]
 Fingerprints = Callable[[list[str]], Mapping[str, str]]
 
 LONG_LINE = "export line is longer than the line limit"
-
-
-class MappingWorkerFailed(ConnectorError):
-    """A worker process that maps export lines died (killed, or out of memory)."""
 
 
 @dataclass(frozen=True)
@@ -196,86 +186,9 @@ def local_reader(rules: LineRules, mapping: CompiledMapping, state: StateStore |
     return LineReader(rules, mapping, lookup)
 
 
-# ------------------------------------------------------------------ worker processes
-_worker: LineReader | None = None
-
-
-def _watch_parent(parent: int) -> None:
-    # A worker blocks on its task queue, which it also holds open itself: if the run's process is
-    # killed (SIGKILL, OOM), nothing would ever wake it. It leaves when it is orphaned.
-    stop = threading.Event()
-    while not stop.wait(0.5):
-        if os.getppid() != parent:
-            os._exit(0)
-
-
-def _start_worker(rules: LineRules, parent: int) -> None:
-    global _worker  # noqa: PLW0603 - one reader per worker process, built once by the pool
-    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
-    mapping = CompiledMapping(rules.rules)
+def reader_for(rules: LineRules) -> LineReader:
+    """A reader built from the rules alone (in a worker process): fingerprints read-only from the file."""
     state = None
     if rules.check_unchanged and rules.state_path:
         state = StateStore(rules.state_path, readonly=True, connector_id=rules.connector_id)
-    _worker = local_reader(rules, mapping, state)
-
-
-def _read_in_worker(raws: list[bytes]) -> list[Outcome]:
-    assert _worker is not None, "worker not initialised"
-    return _worker.read(raws)
-
-
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-class WorkerPool:
-    """Worker processes reading chunks in order, a few chunks ahead of the caller."""
-
-    def __init__(self, rules: LineRules, workers: int) -> None:
-        # spawn, not fork: the run's process has threads (the import sender, HTTP pools) whose
-        # locks a forked child could inherit held.
-        context = multiprocessing.get_context("spawn")
-        self.workers = workers
-        self._pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(rules, os.getpid())
-        )
-
-    def read(self, chunks: Iterable[list[bytes]], *, ahead: int | None = None) -> Iterator[list[Outcome]]:
-        """Outcomes of each chunk, in the chunks' order."""
-        depth = ahead if ahead is not None else 2 * self.workers
-        waiting: deque[Future[list[Outcome]]] = deque()
-        source = iter(chunks)
-        try:
-            for chunk in source:
-                waiting.append(self._pool.submit(_read_in_worker, chunk))
-                if len(waiting) >= depth:
-                    yield self._result(waiting.popleft())
-            while waiting:
-                yield self._result(waiting.popleft())
-        finally:
-            for future in waiting:
-                future.cancel()
-
-    @staticmethod
-    def _result(future: Future[list[Outcome]]) -> list[Outcome]:
-        try:
-            return future.result()
-        except BrokenProcessPool:
-            raise MappingWorkerFailed(
-                "A worker process mapping export lines stopped unexpectedly.",
-                fix="Check the machine's memory (the system log names a killed process); "
-                "set connectors.braze.sync.map_workers: 0 to map in the run's own process; then retry "
-                "(the run resumes at its checkpoint).",
-            ) from None
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> WorkerPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    return local_reader(rules, CompiledMapping(rules.rules), state)

@@ -39,6 +39,7 @@ from ..mapping import equal_values
 from ..models import BrazeUser, BrevoEdit, ContactPayload, ImportProcess, ResourceResult
 from ..state import StateStore
 from .context import SyncContext
+from .line_workers import MappingWorkerFailed, WorkerPool, usable_cpus
 from .user_lines import (
     MAPPED,
     REJECTED,
@@ -46,12 +47,10 @@ from .user_lines import (
     LineReader,
     LineRules,
     Outcome,
-    WorkerPool,
     active_since,
     import_row,
     local_reader,
     payload_digest,
-    usable_cpus,
     user_from_line,
 )
 
@@ -710,7 +709,13 @@ class UsersSync:
     ) -> Iterator[tuple[list[ExportLine], list[Outcome]]]:
         chunks = chunked(iter_export_lines(path, start_member=member, start_line=line), CHUNK_LINES)
         workers = self.map_workers(export_size(path))
-        if workers == 0:
+        pool = None
+        if workers:
+            try:
+                pool = WorkerPool(self.line_rules(), workers)
+            except MappingWorkerFailed as exc:
+                self.result.notes.append(f"export lines mapped in this process: {exc.user_message}")
+        if pool is None:
             for chunk in chunks:
                 yield chunk, self._local_reader().read([x.raw for x in chunk])
             return
@@ -722,7 +727,7 @@ class UsersSync:
                 sent.append(chunk)
                 yield [x.raw for x in chunk]
 
-        with WorkerPool(self.line_rules(), workers) as pool:
+        with pool:
             for outcomes in pool.read(raw_chunks()):
                 yield sent.popleft(), outcomes
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from tajo_braze.connector import BrazeConnector
 from tajo_braze.sandbox import Sandbox
@@ -56,3 +59,17 @@ def test_worker_processes_write_the_same_contacts_dead_letters_and_counts_as_one
     assert brevo_end_state(worlds[2]) == brevo_end_state(worlds[0])
     assert letters(connectors[2]) == letters(connectors[0])
     assert len(letters(connectors[0])) > 50  # the seeded world holds bad emails and phones
+
+
+def test_when_workers_cannot_start_the_run_maps_in_its_own_process_and_says_so(
+    make_world: Callable[..., Sandbox],
+    make_connector: Callable[..., BrazeConnector],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sandbox = make_world(users=300, contacts=0)
+    connector = make_connector(sandbox, map_workers=2)
+    connector.install()
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # an embedding host whose executable is not Python
+    result = connector.sync(type="full", resources=["users"])["resources"][0]
+    assert result["created"] > 200
+    assert any(note.startswith("export lines mapped in this process: A worker process") for note in result["notes"])

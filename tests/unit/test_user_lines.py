@@ -13,8 +13,10 @@ from datetime import date
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tajo_braze.mapping import load_mapping
+from tajo_braze.sync.line_workers import MappingWorkerFailed, WorkerPool
 from tajo_braze.sync.user_lines import (
     MAPPED,
     REJECTED,
@@ -22,7 +24,6 @@ from tajo_braze.sync.user_lines import (
     UNCHANGED,
     LineReader,
     LineRules,
-    WorkerPool,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,13 +100,14 @@ CHILD = textwrap.dedent(
     import json, sys
     from pathlib import Path
     from tajo_braze.mapping import load_mapping
-    from tajo_braze.sync.user_lines import LineRules, WorkerPool
+    from tajo_braze.sync.line_workers import WorkerPool
+    from tajo_braze.sync.user_lines import LineRules
     root = Path(sys.argv[1])
     mapping = load_mapping(root / "mappings" / "default.yaml", base_dir=root)
     pool = WorkerPool(LineRules(rules=mapping.rules, mapping_tag=b"t", fingerprint_namespace="fp",
                                 check_unchanged=False), 2)
     list(pool.read(iter([[b'{"external_id": "a"}'], [b'{"external_id": "b"}']])))
-    print(json.dumps([p.pid for p in pool._pool._processes.values()]), flush=True)
+    print(json.dumps(pool.pids), flush=True)
     sys.stdin.read()
     """
 )
@@ -134,3 +136,20 @@ def test_workers_leave_when_the_run_s_process_is_killed() -> None:
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)  # polling for an exit, bounded by the deadline
     assert not any(alive(pid) for pid in workers)
+
+
+def test_a_worker_that_cannot_start_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with pytest.raises(MappingWorkerFailed, match="could not start") as caught:
+        WorkerPool(rules(check_unchanged=False), 2)
+    assert "map_workers: 0" in caught.value.fix
+
+
+def test_a_worker_killed_mid_run_stops_the_read_with_the_cause() -> None:
+    chunks = [[line(external_id=f"k{c}-{i}") for i in range(20)] for c in range(6)]
+    with WorkerPool(rules(check_unchanged=False), 2) as pool:
+        answers = pool.read(iter(chunks), ahead=1)
+        assert len(next(answers)) == 20
+        os.kill(pool.pids[1], signal.SIGKILL)
+        with pytest.raises(MappingWorkerFailed, match="stopped unexpectedly"):
+            list(answers)

@@ -13,13 +13,16 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import IO, Protocol
 
 from .errors import PermanentApiError, TransientApiError
 
 EXPORT_URL_LIFETIME_S = 4 * 3600
 # Resume an export only while its URL has comfortably more than an hour left.
 EXPORT_REUSE_MAX_AGE_S = 3 * 3600
+
+
+READ_BLOCK_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,25 +174,41 @@ def iter_export_lines(
         for member_index in range(start_member, len(members)):
             info = members[member_index]
             first = start_line if member_index == start_member else 0
-            budget = info.file_size + 1
             with archive.open(info) as stream:
-                line_index = 0
-                while True:
-                    raw = stream.readline(limits.max_line_bytes + 1)
-                    if not raw:
-                        break
-                    budget -= len(raw)
-                    if budget < 0:
-                        raise UnsafeExport(f"member {info.filename[:80]!r} is larger than it declares")
-                    if len(raw) > limits.max_line_bytes:
-                        # Skip the rest of an over-long line without holding it in memory.
-                        while raw and not raw.endswith(b"\n"):
-                            raw = stream.readline(limits.max_line_bytes + 1)
-                            budget -= len(raw)
-                        if line_index >= first:
-                            yield ExportLine(member_index, line_index, b"")
-                        line_index += 1
-                        continue
-                    if line_index >= first and raw.strip():
-                        yield ExportLine(member_index, line_index, raw)
-                    line_index += 1
+                yield from _member_lines(stream, info, member_index, first, limits)
+
+
+def _member_lines(
+    stream: IO[bytes], info: zipfile.ZipInfo, member_index: int, first: int, limits: ExportLimits
+) -> Iterator[ExportLine]:
+    # Read in large blocks and split: a readline() per line costs more than the rest of the read.
+    budget = info.file_size + 1
+    longest = limits.max_line_bytes
+    line_index = 0
+    tail = b""
+    too_long = False  # inside a line already known to be over the limit
+    while True:
+        block = stream.read(READ_BLOCK_BYTES)
+        if not block:
+            break
+        budget -= len(block)
+        if budget < 0:
+            raise UnsafeExport(f"member {info.filename[:80]!r} is larger than it declares")
+        parts = (tail + block if tail else block).split(b"\n")
+        tail = parts.pop()
+        for part in parts:
+            if too_long or len(part) + 1 > longest:
+                too_long = False
+                if line_index >= first:
+                    yield ExportLine(member_index, line_index, b"")  # the caller dead-letters it
+            elif line_index >= first and part.strip():
+                yield ExportLine(member_index, line_index, part + b"\n")
+            line_index += 1
+        if len(tail) > longest:
+            # Drop the over-long line's bytes as they come instead of holding them.
+            too_long, tail = True, b""
+    if too_long or len(tail) > longest:
+        if line_index >= first:
+            yield ExportLine(member_index, line_index, b"")
+    elif tail and line_index >= first and tail.strip():
+        yield ExportLine(member_index, line_index, tail)

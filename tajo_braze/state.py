@@ -384,6 +384,11 @@ class StateStore:
     def connector_id(self) -> str:
         return self._connector_id
 
+    def reader(self) -> StateStore:
+        """A read-only store on the same file with its own connection: its reads never wait for a
+        transaction another thread holds open here, and see what was last committed."""
+        return StateStore(self._path, readonly=True, connector_id=self._connector_id, clock=self._clock)
+
     # ------------------------------------------------------------ open / close
     def _open(self) -> sqlite3.Connection:
         if self._readonly:

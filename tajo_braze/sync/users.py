@@ -73,6 +73,8 @@ PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 MAX_AUTO_WORKERS = 4
 IMPORT_SAFE_BYTES = 8 * 1024 * 1024
 PLAN_SAMPLE = 5
+# Dead letters ride with the next import's commit (in the sender thread); only this many wait.
+DEAD_LETTERS_HELD = 10_000
 
 
 # ------------------------------------------------------------------ what we remember per contact
@@ -104,27 +106,35 @@ def line_key(line: ExportLine) -> str:
 
 # ------------------------------------------------------------------ the import writer
 class RowBuffer:
-    """JSON rows joined as they arrive: one contiguous buffer instead of a million small objects."""
+    """JSON rows joined as they arrive, inside the import body's own opening: one contiguous
+    buffer instead of a million small objects, closed into the body with a single copy."""
+
+    OPENING = b'{"jsonBody":['
 
     def __init__(self) -> None:
-        self._data = bytearray()
-        self._count = 0
+        self._data = bytearray(self.OPENING)
+        self.count = 0
+        self.size = 0  # bytes of the rows and their separators
 
     def append(self, row: bytes) -> None:
-        if self._count:
+        if self.count:
             self._data += b","
+            self.size += 1
         self._data += row
-        self._count += 1
+        self.size += len(row)
+        self.count += 1
 
     def __len__(self) -> int:
-        return self._count
+        return self.count
 
-    @property
-    def size(self) -> int:
-        return len(self._data)
-
-    def joined(self) -> bytes:
-        return bytes(self._data)
+    def close_into_body(self, options: bytes) -> bytes:
+        """The whole import body (`options` is the JSON object of the other keys); the buffer is spent."""
+        data = self._data
+        data += b"],"
+        data += options[1:]
+        body = bytes(data)
+        self._data = bytearray()
+        return body
 
 
 @dataclass(slots=True)
@@ -223,14 +233,10 @@ class ImportWriter:
     def blacklist_suffix(self, value: bytes) -> None:
         self.blacklist.suffix = value
 
-    @staticmethod
-    def _body(rows: RowBuffer, suffix: bytes) -> bytes:
-        return b'{"jsonBody":[' + rows.joined() + b"]," + suffix[1:]
-
     def _full(self, target: ImportBatch, extra: int) -> bool:
-        overhead = len(target.suffix) + 16
-        return len(target) > 0 and (
-            target.size + extra + 1 + overhead > IMPORT_SAFE_BYTES or len(target) >= self.max_rows
+        rows = target.rows  # called once a row: plain attributes, no len() chains
+        return rows.count > 0 and (
+            rows.size + extra + len(target.suffix) + 17 > IMPORT_SAFE_BYTES or rows.count >= self.max_rows
         )
 
     def add(self, row: bytes, meta: PendingRow, position: tuple[int, int], *, unsubscribe: bool = False) -> None:
@@ -274,7 +280,7 @@ class ImportWriter:
                 self.imports_sent += 1
             return
         sealed = SealedBatch(
-            body=self._body(target.rows, target.suffix),
+            body=target.rows.close_into_body(target.suffix),
             unsubscribe=target.unsubscribe,
             meta=meta,
             dead=self.take_dead_letters(),
@@ -495,6 +501,9 @@ class UsersSync:
         self.kept_edits = 0
         self.accepted: list[str] | None = None  # filled only when retrying dead letters
         self._reader: LineReader | None = None
+        # run() reads fingerprints and claims through its own connection while the import sender
+        # commits through the main one.
+        self._lookups: StateStore | None = None
         rules = repr(ctx.mapping.rules).encode() + repr(self.export_fields()).encode()
         self.mapping_tag = hashlib.blake2b(rules, digest_size=8).digest()
 
@@ -600,6 +609,7 @@ class UsersSync:
         path, member, line = self.open_export(segment_id)
         writer = ImportWriter(ctx, self.result, list_id)
         writer.take_dead_letters = self._take_dead_letters
+        self._lookups = ctx.state.reader()
         try:
             for chunk, outcomes in self._read_export(path, member, line):
                 self._apply(chunk, outcomes, writer)
@@ -614,6 +624,9 @@ class UsersSync:
         except BaseException:
             close_quietly(writer)
             raise
+        finally:
+            self._lookups.close()
+            self._lookups, self._reader = None, None
         writer.close()
         self._flush_dead_letters()
         if self.kept_edits:
@@ -664,7 +677,7 @@ class UsersSync:
         if field_name:
             detail["_field"] = field_name
         self.dead.append((RESOURCE, key, reason, detail))
-        if len(self.dead) >= 1000:
+        if len(self.dead) >= DEAD_LETTERS_HELD:
             self._flush_dead_letters()
 
     def _take_dead_letters(self) -> list[DeadLetterRow]:
@@ -691,7 +704,7 @@ class UsersSync:
 
     def _local_reader(self) -> LineReader:
         if self._reader is None:
-            self._reader = local_reader(self.line_rules(), self.ctx.mapping, self.ctx.state)
+            self._reader = local_reader(self.line_rules(), self.ctx.mapping, self._lookups or self.ctx.state)
         return self._reader
 
     def map_workers(self, export_bytes: int) -> int:
@@ -764,12 +777,13 @@ class UsersSync:
         if not mapped:
             return
         # Claims made by rows not yet in state: the unflushed import buffer, then this chunk's rows.
+        state = self._lookups or ctx.state
         keys = [m.key for m in mapped]
-        previous = {k: SentRecord.decode(v) for k, v in ctx.state.get_fingerprints(FINGERPRINTS, keys).items()}
+        previous = {k: SentRecord.decode(v) for k, v in state.get_fingerprints(FINGERPRINTS, keys).items()}
         emails = sorted({m.email for m in mapped if m.email})
         sms_values = sorted({m.sms for m in mapped if m.sms is not None})
-        email_owner = ctx.state.get_fingerprints(EMAIL_CLAIMS, emails) if emails else {}
-        sms_owner = ctx.state.get_fingerprints(SMS_CLAIMS, sms_values) if sms_values else {}
+        email_owner = state.get_fingerprints(EMAIL_CLAIMS, emails) if emails else {}
+        sms_owner = state.get_fingerprints(SMS_CLAIMS, sms_values) if sms_values else {}
         for m in mapped:
             key = m.key
             # Several Braze profiles without an external_id can share one email (one Brevo contact):

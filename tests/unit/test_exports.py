@@ -5,7 +5,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from tajo_braze import exports
 from tajo_braze.errors import TransientApiError
 from tajo_braze.exports import (
     ExportLimits,
@@ -87,6 +90,47 @@ def test_overlong_line_becomes_an_empty_marker(tmp_path: Path) -> None:
         (line.line, line.raw) for line in iter_export_lines(archive, limits=ExportLimits(max_line_bytes=100))
     ]
     assert got == [(0, b'{"a":1}\n'), (1, b""), (2, b'{"a":2}\n')]
+
+
+def reference_lines(data: bytes, max_line: int, start_line: int = 0) -> list[tuple[int, bytes]]:
+    """What a line-by-line reader yields: the behaviour the block reader must keep."""
+    out: list[tuple[int, bytes]] = []
+    pieces = data.split(b"\n")
+    for index, piece in enumerate(pieces):
+        last = index == len(pieces) - 1
+        if last and not piece:
+            break
+        raw = piece if last else piece + b"\n"
+        if index >= start_line:
+            if len(raw) > max_line:
+                out.append((index, b""))
+            elif raw.strip():
+                out.append((index, raw))
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    pieces=st.lists(st.sampled_from([b"a", b"bb", b"\n", b" ", b"xyzxyzxyz", b"\n\n", b"0123456789" * 3]),
+                    max_size=80),
+    max_line=st.integers(min_value=2, max_value=40),
+    block=st.integers(min_value=1, max_value=17),
+    start_line=st.integers(min_value=0, max_value=5),
+)
+def test_block_reads_yield_what_reading_line_by_line_would(
+    tmp_path: Path, pieces: list[bytes], max_line: int, block: int, start_line: int
+) -> None:
+    data = b"".join(pieces)
+    archive = make_zip(tmp_path / "p.zip", {"1.txt": data})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(exports, "READ_BLOCK_BYTES", block)
+        got = [
+            (line.line, line.raw)
+            for line in iter_export_lines(
+                archive, start_line=start_line, limits=ExportLimits(max_line_bytes=max_line)
+            )
+        ]
+    assert got == reference_lines(data, max_line, start_line)
 
 
 class FakeExportHost:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +37,9 @@ IMPORT_BODY_SAFE_BYTES = 8 * 1024 * 1024
 IMPORT_BODY_MAX_BYTES = 10 * 1024 * 1024
 PRODUCTS_BATCH_MAX = 100
 PRODUCTS_PAGE_MAX = 1000
+# GET /contacts requests out at once. Brevo allows a call every 100 ms; whenever a page of 1,000
+# contacts takes longer than that to arrive and parse, one reader alone falls behind the limit.
+CONTACTS_IN_FLIGHT = 2
 # Offset paging by creation date shifts when contacts change mid-crawl; remembering this many
 # recent ids catches the duplicates a shift causes while keeping memory flat.
 DEDUPE_WINDOW = 20_000
@@ -289,24 +293,67 @@ class BrevoClient:
     def iter_contacts(
         self, *, modified_since: datetime | None = None, limit: int = CONTACTS_PAGE_MAX
     ) -> Iterator[BrevoContact]:
-        """Every contact (modified since a moment), oldest first, each id once."""
+        """Every contact (modified since a moment), oldest first, each id once.
+
+        Closing the iterator early waits for the pages still being fetched and sends no more.
+        """
         recent = _RecentIds()
-        offset = 0
         previous: tuple[int, ...] | None = None
-        while True:
-            page = self.get_contacts_page(
+        pages = self._contact_pages(limit=limit, modified_since=modified_since)
+        try:
+            for page in pages:
+                ids = tuple(c.id for c in page.contacts)
+                if ids and ids == previous:
+                    return  # offset ignored by the server: stop rather than loop forever
+                for contact in page.contacts:
+                    if recent.add(contact.id):
+                        yield contact
+                previous = ids
+        finally:
+            # Not left to garbage collection: the pages' fetch threads must be gone when this returns.
+            pages.close()
+
+    def _contact_pages(
+        self, *, limit: int, modified_since: datetime | None
+    ) -> Generator[BrevoContactPage, None, None]:
+        """GET /contacts pages in offset order, up to and including the first short one.
+
+        Up to CONTACTS_IN_FLIGHT pages are requested at once, each through the session (limiter,
+        retries, errors) like any call. A page is requested ahead of need only when the `count`
+        of the latest answer says it holds contacts, so the read costs no call more than reading
+        page after page: the first page goes out alone, and the page after a full one is read
+        even when the count says nothing is left (contacts created mid-read are not missed).
+        """
+
+        def fetch(offset: int) -> BrevoContactPage:
+            return self.get_contacts_page(
                 limit=limit, offset=offset, modified_since=modified_since, sort="asc"
             )
-            ids = tuple(c.id for c in page.contacts)
-            if ids and ids == previous:
-                return  # offset ignored by the server: stop rather than loop forever
-            for contact in page.contacts:
-                if recent.add(contact.id):
-                    yield contact
-            if len(page.contacts) < limit:
-                return
-            previous = ids
-            offset += limit
+
+        page = fetch(0)
+        if len(page.contacts) < limit:
+            yield page
+            return
+        pool = ThreadPoolExecutor(max_workers=CONTACTS_IN_FLIGHT, thread_name_prefix="brevo-contacts")
+        in_flight: deque[Future[BrevoContactPage]] = deque()
+        offset = 0  # of `page`, which is full
+        requested = 0  # offset of the last page requested
+        try:
+            while True:
+                while len(in_flight) < CONTACTS_IN_FLIGHT and (
+                    requested == offset or requested + limit < page.count
+                ):
+                    requested += limit
+                    in_flight.append(pool.submit(fetch, requested))
+                yield page
+                page = in_flight.popleft().result()
+                offset += limit
+                if len(page.contacts) < limit:
+                    yield page
+                    return  # a page requested ahead is past the end: dropped unread
+        finally:
+            # An error or an early close must not leave a request running behind the caller.
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def count_contacts(
         self, *, list_ids: Sequence[int] = (), created_since: datetime | None = None

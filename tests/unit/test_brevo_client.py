@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 import random
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -16,6 +17,7 @@ from responses import matchers
 
 from tajo_braze.clients.brevo import (
     BREVO_BUCKETS,
+    CONTACTS_IN_FLIGHT,
     IMPORT_BODY_MAX_BYTES,
     BrevoClient,
     format_since,
@@ -43,13 +45,15 @@ class FakeClock:
     def __init__(self) -> None:
         self.now = 10.0
         self.sleeps: list[float] = []
+        self._lock = threading.Lock()  # contact pages are fetched from two threads
 
     def __call__(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
-        self.sleeps.append(round(seconds, 6))
-        self.now += seconds
+        with self._lock:
+            self.sleeps.append(round(seconds, 6))
+            self.now += seconds
 
 
 @pytest.fixture
@@ -252,6 +256,223 @@ def test_iter_contacts_stops_when_a_page_repeats(rsps: responses.RequestsMock, c
 
     assert [c.id for c in client.iter_contacts(limit=2)] == [1, 2]
     assert len(rsps.calls) == 2
+
+
+# ----------------------------------------------------------------- contacts read with pages in flight
+# A test waits at most this long for another request to reach a point; a correct read never waits it out.
+HANDOFF_S = 10.0
+FETCH_THREADS = "brevo-contacts"
+
+
+def fetch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(FETCH_THREADS) and t.is_alive()]
+
+
+class ContactPages:
+    """GET /contacts by offset over ids 0..total-1, recording the offsets asked for.
+
+    `before[offset]` runs in the request's thread before its answer is built, which lets a test
+    hold one request until another has reached a given point.
+    """
+
+    def __init__(self, total: int, *, count: int | None = None) -> None:
+        self.total = total
+        self.count = total if count is None else count
+        self.offsets: list[int] = []
+        self.before: dict[int, Callable[[], None]] = {}
+        self._answered: dict[int, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def answered(self, offset: int) -> threading.Event:
+        with self._lock:
+            return self._answered.setdefault(offset, threading.Event())
+
+    @property
+    def answered_offsets(self) -> set[int]:
+        with self._lock:
+            return {offset for offset, event in self._answered.items() if event.is_set()}
+
+    def __call__(self, request: Any) -> tuple[int, dict[str, str], str]:
+        query = request.params
+        offset, limit = int(query["offset"]), int(query["limit"])
+        assert query["sort"] == "asc"
+        with self._lock:
+            self.offsets.append(offset)
+        hook = self.before.get(offset)
+        if hook is not None:
+            hook()
+        ids = range(offset, min(offset + limit, self.total))
+        body = json.dumps({"contacts": [contact(i) for i in ids], "count": self.count})
+        self.answered(offset).set()
+        return 200, {}, body
+
+
+def assert_set(event: threading.Event) -> None:
+    assert event.wait(HANDOFF_S)
+
+
+def serve_pages(rsps: responses.RequestsMock, pages: ContactPages) -> None:
+    rsps.add_callback(responses.GET, f"{BASE}/contacts", callback=pages)
+
+
+def test_contact_pages_arrive_in_order_while_two_are_in_flight(
+    rsps: responses.RequestsMock, client: BrevoClient, limiter: RateLimiter
+) -> None:
+    pages = ContactPages(119)  # 39 full pages of 3, then a short one of 2
+    serve_pages(rsps, pages)
+    overtaken: list[int] = []
+
+    def answer_after_the_next(offset: int) -> Callable[[], None]:
+        def hook() -> None:
+            if pages.answered(offset + 3).wait(HANDOFF_S):
+                overtaken.append(offset)
+
+        return hook
+
+    # Every other page answers only after the one behind it: the read must still yield in order.
+    held = list(range(3, 114, 6))
+    for offset in held:
+        pages.before[offset] = answer_after_the_next(offset)
+
+    ids = [c.id for c in client.iter_contacts(limit=3)]
+
+    assert ids == list(range(119))
+    assert sorted(pages.offsets) == list(range(0, 120, 3))  # each page once, none past the end
+    assert overtaken == held  # the next page was always in flight beside a held one
+    assert used(limiter, "brevo.contacts_h") == 40  # every request went through the limiter
+    assert fetch_threads() == []
+
+
+def test_contact_pages_are_requested_ahead_only_within_the_count(
+    rsps: responses.RequestsMock, client: BrevoClient
+) -> None:
+    pages = ContactPages(5)
+    serve_pages(rsps, pages)
+    second_page_read = threading.Event()
+    # The last page answers once the read is past the point where it could ask for one more.
+    pages.before[4] = lambda: assert_set(second_page_read)
+    ids: list[int] = []
+
+    for c in client.iter_contacts(limit=2):
+        ids.append(c.id)
+        if c.id == 3:
+            second_page_read.set()
+
+    assert ids == [0, 1, 2, 3, 4]
+    # Offset 6 would be past the count: never asked for, not even ahead of need.
+    assert sorted(pages.offsets) == [0, 2, 4]
+
+
+def test_a_single_page_read_costs_one_call(rsps: responses.RequestsMock, client: BrevoClient) -> None:
+    pages = ContactPages(2)
+    serve_pages(rsps, pages)
+
+    assert [c.id for c in client.iter_contacts(limit=3)] == [0, 1]
+    # Until the first answer gives the count, a second request could be one past the end.
+    assert pages.offsets == [0]
+
+
+def test_the_page_after_the_count_is_read_only_after_a_full_page(
+    rsps: responses.RequestsMock, client: BrevoClient
+) -> None:
+    pages = ContactPages(4)  # two full pages: the count says nothing is left after them
+    serve_pages(rsps, pages)
+    asked_early: list[bool] = []
+    pages.before[2] = lambda: asked_early.append(4 in pages.offsets)
+
+    assert [c.id for c in client.iter_contacts(limit=2)] == [0, 1, 2, 3]
+    # Same calls as one reader: the empty page at offset 4 is read, but not ahead of need.
+    assert pages.offsets == [0, 2, 4]
+    assert asked_early == [False]
+
+
+def test_the_page_after_a_full_one_is_read_even_when_the_count_is_stale(
+    rsps: responses.RequestsMock, client: BrevoClient
+) -> None:
+    pages = ContactPages(7, count=4)  # contacts created since the count was taken
+    serve_pages(rsps, pages)
+
+    assert [c.id for c in client.iter_contacts(limit=2)] == list(range(7))
+    assert pages.offsets == [0, 2, 4, 6]
+
+
+def test_an_error_on_page_2_with_page_3_in_flight_is_raised_and_leaves_no_thread(
+    rsps: responses.RequestsMock, client: BrevoClient
+) -> None:
+    pages = ContactPages(10)
+    page3_started = threading.Event()
+    page2_failing = threading.Event()
+    page3_in_flight: list[bool] = []
+
+    def page2(request: Any) -> tuple[int, dict[str, str], str]:
+        page3_in_flight.append(page3_started.wait(HANDOFF_S))
+        page2_failing.set()
+        return 400, {}, json.dumps({"code": "invalid_parameter", "message": "offset out of reach"})
+
+    def page3() -> None:
+        page3_started.set()
+        page2_failing.wait(HANDOFF_S)
+
+    pages.before[4] = page3
+    rsps.add_callback(
+        responses.GET,
+        f"{BASE}/contacts",
+        callback=page2,
+        match=[matchers.query_param_matcher({"limit": "2", "offset": "2", "sort": "asc"})],
+    )
+    serve_pages(rsps, pages)
+    seen: list[int] = []
+
+    with pytest.raises(PermanentApiError, match="offset out of reach"):
+        for c in client.iter_contacts(limit=2):
+            seen.append(c.id)
+
+    assert seen == [0, 1]
+    assert page3_in_flight == [True]
+    assert 4 in pages.answered_offsets  # the request in flight was waited for, not abandoned
+    assert fetch_threads() == []
+    assert sorted(pages.offsets) == [0, 4]  # offset 2 went to the failing answer; nothing after 4
+    assert client.session.call_counts == {"GET /contacts": 3}
+
+
+def test_a_5xx_on_a_page_in_flight_is_retried_in_place(
+    rsps: responses.RequestsMock, client: BrevoClient
+) -> None:
+    rsps.add(
+        responses.GET,
+        f"{BASE}/contacts",
+        status=503,
+        match=[matchers.query_param_matcher({"limit": "2", "offset": "4", "sort": "asc"})],
+    )
+    pages = ContactPages(9)
+    serve_pages(rsps, pages)
+
+    assert [c.id for c in client.iter_contacts(limit=2)] == list(range(9))
+    assert sorted(pages.offsets) == [0, 2, 4, 6, 8]
+    assert client.session.retries == 1
+
+
+def test_closing_the_read_early_waits_for_the_pages_in_flight_and_sends_no_more(
+    rsps: responses.RequestsMock, client: BrevoClient
+) -> None:
+    pages = ContactPages(20)
+    serve_pages(rsps, pages)
+    started = {offset: threading.Event() for offset in (2, 4)}
+    for offset, event in started.items():
+        pages.before[offset] = event.set
+    reader = client.iter_contacts(limit=2)
+
+    assert next(reader).id == 0
+    # The first page went out alone, then the next CONTACTS_IN_FLIGHT pages at once.
+    assert CONTACTS_IN_FLIGHT == 2
+    assert all(event.wait(HANDOFF_S) for event in started.values())
+    reader.close()
+
+    assert sorted(pages.offsets) == [0, 2, 4]  # nothing was sent after the close
+    assert pages.answered_offsets == set(pages.offsets)
+    assert fetch_threads() == []
+    with pytest.raises(StopIteration):
+        next(reader)
 
 
 def test_get_contact_encodes_the_identifier_and_404_is_none(

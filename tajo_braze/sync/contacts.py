@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import queue
+import threading
 import time
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -52,6 +54,8 @@ KNOWN_CONTACTS = "contacts:brevo_ids"  # Brevo contact ids written to Braze, for
 CURSOR_OVERLAP = timedelta(minutes=5)
 CHUNK_CONTACTS = 500
 RETRY_DEAD_LETTERS_MAX = 200
+# Track batches waiting for the sender while it sends one: enough to ride out a slow answer.
+SEND_QUEUE_DEPTH = 4
 PLAN_SAMPLE = 5
 EMAIL_SUBSCRIBE = "email_subscribe"
 TRACK_MAX_OBJECTS = 75
@@ -430,7 +434,13 @@ class Counters:
 
 
 class TrackWriter:
-    """Packs attribute objects densely and commits each batch's state only after Braze acknowledged it."""
+    """Packs attribute objects densely and commits each batch's state only after Braze acknowledged it.
+
+    Batches are sent and committed by one sender thread, in order, while the next contacts are
+    read and planned: the read is paced by Brevo's limit, and waiting for Braze's answers on the
+    same thread would add to it. The counts the sender keeps are its own (created, updated,
+    failed, attributes, consent writes); the reader's thread never writes them.
+    """
 
     def __init__(
         self, ctx: SyncContext, result: ResourceResult, counters: Counters, catch_up: BrevoCatchUp
@@ -442,6 +452,10 @@ class TrackWriter:
         sync = ctx.config.sync
         self.size = track_batch_size(sync.track_batch_size, sync.track_objects_cap, ctx.batch_size)
         self.pending: list[PendingUpdate] = []
+        self._queue: queue.Queue[list[PendingUpdate] | None] = queue.Queue(maxsize=SEND_QUEUE_DEPTH)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._unsent = False
 
     def add(self, update: PendingUpdate) -> None:
         self.pending.append(update)
@@ -459,6 +473,50 @@ class TrackWriter:
                 self._count(update)
             self.catch_up.write([u.expected for u in batch if u.expected and not u.expected.brevo_holds_it])
             return
+        self._raise_if_failed()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._send_loop, name="braze-track-sender", daemon=True)
+            self._thread.start()
+        self._queue.put(batch)
+        ctx.check_stop()
+
+    def close(self) -> None:
+        """Wait until every queued batch is sent and committed; raise the sender's error if any."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self._raise_if_failed()
+        if self._unsent:
+            self.ctx.check_stop()  # batches were held back by a stop request: the run is interrupted
+
+    def close_quietly(self) -> None:
+        """On the way out of a failing run: commit what was sent, keep the run's own error."""
+        try:
+            self.close()
+        except BaseException:  # noqa: BLE001 - the original error is being raised already
+            return
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _send_loop(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            if self._error is not None or self.ctx.stop.is_set():
+                self._unsent = True
+                continue  # not sent, not committed: the next run reads these contacts again
+            try:
+                self._send(batch)
+            except BaseException as exc:  # handed to the reader's thread, which raises it
+                self._error = exc
+
+    def _send(self, batch: list[PendingUpdate]) -> None:
+        ctx = self.ctx
         failed: dict[int, str] = {}
         try:
             answer = ctx.braze.track(attributes=[u.body for u in batch])
@@ -490,7 +548,6 @@ class TrackWriter:
         for update in done:
             self._count(update)
         self.result.failed += len(failed)
-        ctx.check_stop()
 
     def _count(self, update: PendingUpdate) -> None:
         plan = update.plan
@@ -633,9 +690,14 @@ class ContactsSync:
             self.seen_ids = array("q")
         # Pages are read ahead while a chunk is mapped and written: the read is bound by Brevo's
         # 10 calls a second, and the work on each page fits inside that wait.
-        for chunk in prefetched(chunked(self._contacts(modified_since), CHUNK_CONTACTS), depth=4):
-            self._process_chunk(chunk)
-        self.writer.flush()
+        try:
+            for chunk in prefetched(chunked(self._contacts(modified_since), CHUNK_CONTACTS), depth=4):
+                self._process_chunk(chunk)
+            self.writer.flush()
+        except BaseException:
+            self.writer.close_quietly()
+            raise
+        self.writer.close()
         self.catch_up.finish(self.result)
 
         if ctx.config.sync.deletes:

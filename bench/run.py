@@ -126,9 +126,18 @@ def child_main(request: Mapping[str, Any]) -> dict[str, Any]:
         # and its children's (sampled every 50 ms; shared library pages are counted in each).
         "tree_rss_kib": max(sampler.peak_kib, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
         "children_seen": sampler.children_seen,
+        "cpu_s": _cpu_s(resource.RUSAGE_SELF),
+        "children_cpu_s": _cpu_s(resource.RUSAGE_CHILDREN),
         "summary": summary,
         "sent": tally,
     }
+
+
+def _cpu_s(who: int) -> float:
+    import resource
+
+    usage = resource.getrusage(who)
+    return round(usage.ru_utime + usage.ru_stime, 2)
 
 
 class RssSampler:
@@ -464,6 +473,8 @@ def measure(
         records_per_s=round(result["read"] / wall) if wall else None,
         peak_rss_mb=round(answer.get("tree_rss_kib", answer["maxrss_kib"]) * 1024 / 1e6, 1),
         main_rss_mb=round(answer["maxrss_kib"] * 1024 / 1e6, 1),
+        cpu_s=answer.get("cpu_s"),
+        worker_cpu_s=answer.get("children_cpu_s"),
         worker_processes=answer.get("children_seen", 0),
         calls=calls,
         minimums=mins,

@@ -171,6 +171,8 @@ PAGE_SIZE = 5_000  # rows per page when streaming a namespace
 WAL_CHECKPOINT_PAGES = 10_000  # ~40 MiB: a 10k-row fingerprint batch dirties thousands of pages
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # shrink the WAL back after an unusually large transaction
 BUSY_TIMEOUT_MS = 15_000  # a concurrent writer (webhook receiver) holds the write lock for milliseconds
+# Point lookups in batches of a few thousand keys: the file's pages stay in the OS cache anyway.
+READER_CACHE_KIB = 4_096
 CACHE_KIB = 16_384  # page-cache ceiling per connection: 1M fingerprint upserts thrash the 2 MiB default; more costs RSS
 
 # Table names are interpolated into SQL, so they only ever come from this allow-list.
@@ -358,8 +360,10 @@ class StateStore:
         connector_id: str = "braze",
         readonly: bool = False,
         clock: Callable[[], datetime] | None = None,
+        cache_kib: int = CACHE_KIB,
     ) -> None:
         self._path = Path(path)
+        self._cache_kib = cache_kib
         self._lock_path = Path(f"{self._path}.lock")
         self._connector_id = connector_id
         self._readonly = readonly
@@ -387,7 +391,9 @@ class StateStore:
     def reader(self) -> StateStore:
         """A read-only store on the same file with its own connection: its reads never wait for a
         transaction another thread holds open here, and see what was last committed."""
-        return StateStore(self._path, readonly=True, connector_id=self._connector_id, clock=self._clock)
+        return StateStore(
+            self._path, readonly=True, connector_id=self._connector_id, clock=self._clock, cache_kib=READER_CACHE_KIB
+        )
 
     # ------------------------------------------------------------ open / close
     def _open(self) -> sqlite3.Connection:
@@ -413,7 +419,7 @@ class StateStore:
                     timeout=BUSY_TIMEOUT_MS / 1000,
                 )
                 connection.execute("PRAGMA foreign_keys = ON")
-                connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+                connection.execute(f"PRAGMA cache_size = -{int(self._cache_kib)}")
                 connection.execute("PRAGMA temp_store = MEMORY")
                 if not self._readonly:
                     # Both persist in WAL mode; the first statement also proves the file is SQLite.

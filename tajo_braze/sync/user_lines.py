@@ -20,7 +20,7 @@ from .. import jsonbytes
 from ..errors import RecordRejected
 from ..mapping import CompiledMapping, FieldRule
 from ..models import BrazeUser, ContactPayload
-from ..state import StateStore
+from ..state import READER_CACHE_KIB, StateStore
 
 # Outcome kinds. Outcomes are tuples, (kind, index in chunk, ...), because they cross processes.
 REJECTED = 0  # (REJECTED, i, key or None for the line's own key, reason, field, detail)
@@ -190,5 +190,7 @@ def reader_for(rules: LineRules) -> LineReader:
     """A reader built from the rules alone (in a worker process): fingerprints read-only from the file."""
     state = None
     if rules.check_unchanged and rules.state_path:
-        state = StateStore(rules.state_path, readonly=True, connector_id=rules.connector_id)
+        state = StateStore(
+            rules.state_path, readonly=True, connector_id=rules.connector_id, cache_kib=READER_CACHE_KIB
+        )
     return local_reader(rules, CompiledMapping(rules.rules), state)

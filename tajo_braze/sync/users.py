@@ -210,7 +210,13 @@ class ImportWriter:
         self.rows_sent = 0
         # Dead letters read before a batch's checkpoint are committed with that batch, never lost.
         self.take_dead_letters: Callable[[], list[DeadLetterRow]] = list
-        self._queue: queue.Queue[SealedBatch | None] = queue.Queue(maxsize=1)
+        self._queue: queue.Queue[SealedBatch | None] = queue.Queue()
+        self._sending = threading.Semaphore(1)
+        # With defer_release, the claims of committed batches stay held until release_committed():
+        # released by the sender at once, a claim could vanish between the reader's read of state
+        # and its check of the held claims, and two contacts would get one phone number.
+        self.defer_release = False
+        self._committed: list[Sequence[PendingRow]] = []
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._inflight: dict[int, list[PendingRow]] = {}
@@ -279,6 +285,9 @@ class ImportWriter:
             else:
                 self.imports_sent += 1
             return
+        # One batch on its way at a time: the next body is built only once the previous one is
+        # committed, so a run holds two batches (one filling, one sending), never three.
+        self._sending.acquire()
         sealed = SealedBatch(
             body=target.rows.close_into_body(target.suffix),
             unsubscribe=target.unsubscribe,
@@ -311,6 +320,7 @@ class ImportWriter:
                     self._error = exc
             with self._lock:
                 self._inflight.pop(id(sealed), None)
+            self._sending.release()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -378,8 +388,23 @@ class ImportWriter:
                 if checkpoint is not None:
                     checkpoint["member"], checkpoint["line"] = position
                     ctx.state.set_value(CHECKPOINT, checkpoint)
-        self._release_claims(meta)
+        if self.defer_release:
+            with self._lock:
+                self._committed.append(meta)
+        else:
+            self._release_claims(meta)
         self._count(meta)
+
+    def release_committed(self) -> None:
+        """Forget the in-flight claims of the batches committed so far: state holds them now.
+
+        A reader that calls this before reading claims from state, and checks `claim_owner`
+        after, never misses a claim: one released here was committed before its read.
+        """
+        with self._lock:
+            committed, self._committed = self._committed, []
+        for meta in committed:
+            self._release_claims(meta)
 
     def _count(self, meta: Sequence[PendingRow]) -> None:
         for m in meta:
@@ -609,6 +634,7 @@ class UsersSync:
         path, member, line = self.open_export(segment_id)
         writer = ImportWriter(ctx, self.result, list_id)
         writer.take_dead_letters = self._take_dead_letters
+        writer.defer_release = True
         self._lookups = ctx.state.reader()
         try:
             for chunk, outcomes in self._read_export(path, member, line):
@@ -778,6 +804,7 @@ class UsersSync:
             return
         # Claims made by rows not yet in state: the unflushed import buffer, then this chunk's rows.
         state = self._lookups or ctx.state
+        writer.release_committed()  # before the reads below: see release_committed
         keys = [m.key for m in mapped]
         previous = {k: SentRecord.decode(v) for k, v in state.get_fingerprints(FINGERPRINTS, keys).items()}
         emails = sorted({m.email for m in mapped if m.email})

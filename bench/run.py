@@ -683,6 +683,20 @@ def _writes_cell(row: Mapping[str, Any]) -> str:
     return "<br>".join(parts) or "none"
 
 
+def _cpu_cell(row: Mapping[str, Any]) -> str:
+    if row.get("cpu_s") is None:
+        return "—"
+    workers = row.get("worker_cpu_s") or 0
+    return f"{row['cpu_s']:,.1f} + {workers:,.1f}" if workers else f"{row['cpu_s']:,.1f}"
+
+
+def _rss_cell(row: Mapping[str, Any]) -> str:
+    main = row.get("main_rss_mb")
+    if main is None or not row.get("worker_processes"):
+        return _fmt(row["peak_rss_mb"])
+    return f"{_fmt(main)} / {_fmt(row['peak_rss_mb'])}"
+
+
 def render_results(results: Mapping[str, Any]) -> str:
     sizes: Mapping[str, Any] = results.get("sizes", {})
     lines: list[str] = []
@@ -702,8 +716,11 @@ def render_results(results: Mapping[str, Any]) -> str:
         )
         lines.append(f"### Mode `{mode}`: {title}")
         lines.append("")
-        header = "| users | run | wall s | records/s | peak RSS MB | write calls (sent/min) | all calls | 429s | violations |"
-        rule = "|---:|---|---:|---:|---:|---|---:|---:|---:|"
+        header = (
+            "| users | run | wall s | records/s | CPU s (process + workers) | peak RSS MB (process / with workers) "
+            "| write calls (sent/min) | all calls | 429s | violations |"
+        )
+        rule = "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|"
         if mode == "enforce":
             header += " rate-limit bound s | wall / bound | wall / counted wall |"
             rule += "---:|---:|---:|"
@@ -711,7 +728,7 @@ def render_results(results: Mapping[str, Any]) -> str:
         for entry in entries:
             label = size_label(entry["users"])
             if entry.get("error"):
-                lines.append(f"| {label} | failed: {entry['error']} |" + " |" * (8 if mode == "count" else 11))
+                lines.append(f"| {label} | failed: {entry['error']} |" + " |" * (9 if mode == "count" else 12))
                 continue
             for phase, title_text in PHASES:
                 row = entry["runs"].get(phase)
@@ -719,7 +736,7 @@ def render_results(results: Mapping[str, Any]) -> str:
                     continue
                 if not row.get("ok"):
                     status = "unavailable in this version" if row.get("unavailable") else f"failed: {row.get('error')}"
-                    lines.append(f"| {label} | {title_text}: {status} |" + " |" * (7 if mode == "count" else 10))
+                    lines.append(f"| {label} | {title_text}: {status} |" + " |" * (8 if mode == "count" else 11))
                     continue
                 mark = "" if row["writes_at_minimum"] else " ⚠"
                 cells = [
@@ -727,7 +744,8 @@ def render_results(results: Mapping[str, Any]) -> str:
                     title_text,
                     _fmt(row["wall_s"]),
                     _fmt(row["records_per_s"]),
-                    _fmt(row["peak_rss_mb"]),
+                    _cpu_cell(row),
+                    _rss_cell(row),
                     _writes_cell(row) + mark,
                     _fmt(sum(row["calls"].values())),
                     _fmt(row["rate_limited"]),

@@ -282,6 +282,7 @@ class BrevoApp:
         self.violation_hook: Callable[[str, str], None] | None = None
         self.buckets: Mapping[str, BucketSpec] = BUCKETS
         self._lock = threading.RLock()
+        self._appliers: list[threading.Thread] = []
         self._pending: list[int] = self._pending_imports()
         self._query_cache: dict[tuple[Any, ...], list[int]] = {}
         self._query_cache_version = -1
@@ -886,8 +887,22 @@ class BrevoApp:
         world.next_process_id += 1
         world.processes[process.id] = process
         self._pending.append(process.id)
-        self._apply_due_imports()
+        # Brevo answers 202 at once and imports on its side while the client goes on: the rows are
+        # applied on a thread of the sandbox's own, or by the next request, whichever comes first.
+        applier = threading.Thread(target=self._apply_in_background, name=f"brevo-import-{process.id}", daemon=True)
+        self._appliers = [t for t in self._appliers if t.is_alive()] + [applier]
+        applier.start()
         return _json(202, {"processId": process.id})
+
+    def _apply_in_background(self) -> None:
+        with self._lock:
+            self._apply_due_imports()
+
+    def close(self) -> None:
+        """Let imports being applied finish (the state file is written after)."""
+        for applier in self._appliers:
+            applier.join(timeout=30)
+        self._appliers = []
 
     def _new_list_from(self, spec: Any) -> ContactList:
         if not isinstance(spec, dict) or not isinstance(spec.get("listName"), str) or not spec["listName"]:

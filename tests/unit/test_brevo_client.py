@@ -125,6 +125,11 @@ def contact(i: int, **extra: Any) -> dict[str, Any]:
             datetime(2024, 5, 2, 16, 40, 31, 123456, tzinfo=timezone(-timedelta(hours=5, minutes=30))),
         ),
         ("2024-05-02 16:40", datetime(2024, 5, 2, 16, 40, tzinfo=UTC)),
+        ("2024-05-02T16:40:31", datetime(2024, 5, 2, 16, 40, 31, tzinfo=UTC)),  # no zone: UTC
+        ("2024-05-02T16:40:31.5+0200", datetime(2024, 5, 2, 14, 40, 31, 500000, tzinfo=UTC)),
+        ("2024-05-02T16:40:31UTC", datetime(2024, 5, 2, 16, 40, 31, tzinfo=UTC)),
+        ("2024-05-02T16:40:31.000+00:00 ", datetime(2024, 5, 2, 16, 40, 31, tzinfo=UTC)),
+        ("2024-05-02T25:40:31Z", None),
         ("not a date", None),
         (None, None),
         ("2024-13-02T00:00:00Z", None),

@@ -5,7 +5,9 @@ status codes and bodies, keeps users, logs and exports in a seeded `BrazeWorld`,
 every request a real workspace would refuse to the server's violation log.
 
 Users are addressed by slot (see seed.UserTable); every handler works under one RLock, and
-segment exports are built by background threads that take the lock one chunk at a time.
+segment exports are built by background threads that take the lock one range at a time, only
+to apply what changed since seeding: seeded users are drawn outside it, by worker processes
+in big worlds (see segment_export).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import threading
 import time
 import uuid
 import weakref
-import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -56,6 +57,15 @@ from .seed import (
     sends_on,
     utc_day,
 )
+from .segment_export import (
+    ExportCancelled,
+    ExportZipWriter,
+    SeededExport,
+    draw_ranges,
+    merge_lines,
+    seeded_ranges,
+    usable_cpus,
+)
 
 log = logging.getLogger("tajo_braze.sandbox.braze")
 
@@ -72,7 +82,10 @@ CANVAS_WINDOW_MAX = 14
 EMAIL_LIST_LIMIT_MAX = 500
 STRING_MAX = 255
 SIMPLE_ARRAY_MAX = 500
-EXPORT_CHUNK_SLOTS = 2000  # users examined per lock hold while an export is built
+EXPORT_CHUNK_SLOTS = 2000  # created users examined per lock hold while an export is built
+EXPORT_RANGE_SLOTS = 5000  # seeded users drawn per range (one worker task, one lock hold)
+EXPORT_PROCESSES_MAX = 2
+EXPORT_PROCESSES_MIN_USERS = 100_000  # below this, starting workers costs more than it saves
 EXPORT_JOBS_KEPT = 1000
 
 EXPORT_FIELDS = frozenset(
@@ -554,6 +567,13 @@ class BrazeApp:
         self._lock = threading.RLock()
         self._exports: dict[str, ExportJob] = {}
         self._threads: list[threading.Thread] = []
+        self._closing = threading.Event()
+        # Drawing seeded users is nearly all of a big export: worker processes share it, one build
+        # at a time (more would only contend for the same cores).
+        cpus = usable_cpus()
+        self.export_processes = min(EXPORT_PROCESSES_MAX, cpus) if cpus > 1 else 0
+        self.export_processes_min_users = EXPORT_PROCESSES_MIN_USERS
+        self._export_workers_free = threading.Lock()
         # Every campaign/Canvas data-series call with the days it asked for, so tests can check
         # windowing per object (request_counts() only counts per endpoint).
         self.series_requests: list[dict[str, Any]] = []
@@ -1126,69 +1146,113 @@ class BrazeApp:
             if job.built_at is not None:
                 self._delete_file(job)
 
-    def _export_lines(
+    def _changed_lines(
+        self, segment: SegmentDef, fields: list[str], custom: list[str] | None, start: int, stop: int
+    ) -> list[tuple[int, bytes | None]]:
+        """The lines of the seeded range's users that are not as seeded (None: not exported).
+
+        Called under the lock: stored users as they are now, deleted ones gone, and seeded
+        ones with events (their `custom_events` and `purchases` come from the event log).
+        """
+        users = self.world.users
+        seeds = users.seeds
+        out: list[tuple[int, bytes | None]] = []
+        changed = users.changed_slots(start, stop)
+        for slot in changed:
+            line = None
+            if users.is_stored(slot):
+                profile = users.profile(slot)
+                if segment.contains(profile):
+                    line = self._export_line(slot, profile, fields, custom)
+            out.append((slot, line))
+        if "custom_events" in fields or "purchases" in fields:
+            skip = set(changed)
+            for slot in users.slots_with_events(start, stop):
+                if slot in skip:
+                    continue
+                head = seeds.head(slot)
+                ext = seeds.external_id(slot, head)
+                if segment.matches(ext, head.email_subscribe, head.random_bucket, head.vip):
+                    out.append((slot, self._export_line(slot, seeds.profile(slot), fields, custom)))
+        return out
+
+    def _export_line(
+        self, slot: int, profile: Mapping[str, Any], fields: list[str], custom: list[str] | None
+    ) -> bytes:
+        return orjson.dumps(self._project(slot, profile, fields, custom)) + b"\n"
+
+    def _created_lines(
         self, segment: SegmentDef, fields: list[str], custom: list[str] | None, start: int
     ) -> tuple[list[bytes], int, bool]:
-        """NDJSON lines of members among the next EXPORT_CHUNK_SLOTS slots; (lines, next, done)."""
+        """Members among the next EXPORT_CHUNK_SLOTS users created after seeding; (lines, next, done)."""
         lines: list[bytes] = []
         with self._lock:
             users = self.world.users
-            seeds = users.seeds
-            end = min(start + EXPORT_CHUNK_SLOTS, users.next_slot)
-            for slot in range(start, end):
-                if not users.alive(slot):
-                    continue
-                if not users.is_stored(slot):
-                    # Decide on the cheap seeded head first: most users of most segments are skipped.
-                    head = seeds.head(slot)
-                    ext = seeds.external_id(slot, head)
-                    if not segment.matches(ext, head.email_subscribe, head.random_bucket, head.vip):
-                        continue
-                    profile = seeds.profile(slot)
-                else:
+            stop = min(start + EXPORT_CHUNK_SLOTS, users.next_slot)
+            for slot in range(start, stop):
+                if users.alive(slot):
                     profile = users.profile(slot)
-                    if not segment.contains(profile):
-                        continue
-                lines.append(orjson.dumps(self._project(slot, profile, fields, custom)) + b"\n")
-            return lines, end, end >= users.next_slot
+                    if segment.contains(profile):
+                        lines.append(self._export_line(slot, profile, fields, custom))
+            return lines, stop, stop >= users.next_slot
+
+    def _export_processes(self, n_seeded: int) -> int:
+        """Worker processes for a build: none for small worlds, or while another build has them."""
+        if self.export_processes <= 0 or n_seeded < self.export_processes_min_users:
+            return 0
+        return self.export_processes if self._export_workers_free.acquire(blocking=False) else 0
 
     def _build_export(
         self, job: ExportJob, segment: SegmentDef, fields: list[str], custom: list[str] | None
     ) -> None:
         partial = job.path + ".part"
+        users = self.world.users
+        seeds = users.seeds
+        frozen_custom = None if custom is None else tuple(custom)
+        spec = SeededExport(seeds.seed, seeds.n, seeds.today, segment, tuple(fields), frozen_custom)
+        processes = self._export_processes(seeds.n)
         try:
-            files = users = 0
-            in_file = 0
-            cursor = 0
-            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-                member = None
-                try:
-                    done = False
-                    while not done:
-                        lines, cursor, done = self._export_lines(segment, fields, custom, cursor)
-                        for line in lines:
-                            if member is None:
-                                files += 1
-                                member = archive.open(f"{job.object_prefix}/{files}.txt", "w")
-                            member.write(line)
-                            users += 1
-                            in_file += 1
-                            if in_file == USERS_PER_EXPORT_FILE:
-                                member.close()
-                                member, in_file = None, 0
-                finally:
-                    if member is not None:
-                        member.close()
+            writer = ExportZipWriter(partial, job.object_prefix, USERS_PER_EXPORT_FILE)
+            try:
+                ranges = seeded_ranges(seeds.n, EXPORT_RANGE_SLOTS)
+                # Seeded users first, drawn outside the lock; what changed since is applied per range.
+                with contextlib.closing(draw_ranges(seeds, spec, ranges, processes)) as drawn:
+                    for start, stop, slots, lines in drawn:
+                        if self._closing.is_set():
+                            raise ExportCancelled
+                        with self._lock:
+                            changed = self._changed_lines(segment, fields, custom, start, stop)
+                        writer.add(merge_lines(slots, lines, changed) if changed else lines)
+                # Then users created since seeding, including those created while this runs.
+                cursor, done = seeds.n, False
+                while not done:
+                    if self._closing.is_set():
+                        raise ExportCancelled
+                    lines, cursor, done = self._created_lines(segment, fields, custom, cursor)
+                    writer.add(lines)
+            except BaseException:
+                writer.abandon()
+                raise
+            writer.finish()
             os.replace(partial, job.path)
             with self._lock:
-                job.users, job.files = users, files
+                job.users, job.files = writer.users, writer.files
                 job.built_at = self._now()
+        except ExportCancelled:
+            log.info("segment export %s stopped: the sandbox is closing", job.object_prefix)
+            self._fail(job, partial)
         except Exception:  # Braze emails the user when an export fails; here the log says why
             log.exception("segment export %s failed", job.object_prefix)
-            with self._lock:
-                job.failed = True
-            if os.path.exists(partial):
-                os.unlink(partial)
+            self._fail(job, partial)
+        finally:
+            if processes:
+                self._export_workers_free.release()
+
+    def _fail(self, job: ExportJob, partial: str) -> None:
+        with self._lock:
+            job.failed = True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
 
     def _ready_at(self, job: ExportJob) -> float | None:
         if job.built_at is None:
@@ -1231,8 +1295,10 @@ class BrazeApp:
         return not any(t.is_alive() for t in self._threads)
 
     def close(self) -> None:
-        """Wait for running exports and remove the export files this app created."""
+        """Stop running exports and remove the export files this app created."""
+        self._closing.set()  # builds stop between two ranges: their files are about to go anyway
         self.wait_for_exports(timeout=30)
+        self._closing.clear()
         cleanup = getattr(self, "_cleanup", None)
         if cleanup is not None:
             cleanup()

@@ -17,10 +17,12 @@ and emoji names, numbers stored as strings in number attributes.
 from __future__ import annotations
 
 import bisect
+import itertools
+import math
 import random
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
@@ -112,9 +114,34 @@ def iso_offset(ts: float) -> str:
     return datetime.fromtimestamp(int(ts), UTC).isoformat()
 
 
+_EPOCH_DAY = date(1970, 1, 1)
+_DAY_TEXT: dict[int, str] = {}  # days since the epoch -> 'YYYY-MM-DD'; a few thousand at most
+
+
+def utc_text(ts: float, sep: str = " ") -> str:
+    """`datetime.fromtimestamp(ts, UTC).strftime(f"%Y-%m-%d{sep}%H:%M:%S")` for years 1000-9999.
+
+    Exports format a date or two per user, and a datetime and strftime cost several times
+    this. datetime rounds the timestamp to the microsecond (half to even) before it shows
+    whole seconds, so 12.9999996 reads as 13 seconds: the same rounding is done here.
+    """
+    fraction, whole = math.modf(ts)
+    seconds = int(whole)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        seconds += 1
+    elif micros < 0:
+        seconds -= 1
+    days, rest = divmod(seconds, 86_400)
+    day = _DAY_TEXT.get(days)
+    if day is None:
+        day = _DAY_TEXT[days] = (_EPOCH_DAY + timedelta(days=days)).isoformat()
+    return f"{day}{sep}{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}"
+
+
 def export_time(ts: float) -> str:
     """The user-export `created_at` style: '2020-07-10 15:00:00.000 UTC'."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.") + f"{int(ts * 1000) % 1000:03d} UTC"
+    return f"{utc_text(ts)}.{int(ts * 1000) % 1000:03d} UTC"
 
 
 def _uuid(rng: random.Random) -> str:
@@ -206,13 +233,15 @@ class UserSeeds:
         # Users were created over four years, oldest first, the last one yesterday.
         self.created_from = self.t0 - 4 * 365 * DAY_S
         self.created_span = 4 * 365 * DAY_S - DAY_S
+        self.today = today  # with seed and n, all a process needs to rebuild these seeds
+        self._full_profile = _profile_drawer(self, None, None)
 
     def gene(self, slot: int) -> int:
         start = slot * GENE_BYTES
         return int.from_bytes(self.genes[start : start + GENE_BYTES], "little")
 
-    def head(self, slot: int) -> _Head:
-        g = self.gene(slot)
+    def head(self, slot: int, gene: int | None = None) -> _Head:
+        g = self.gene(slot) if gene is None else gene
         g, known = divmod(g, 100)
         g, ext_hex = divmod(g, 0x10000)
         g, first = divmod(g, len(FIRST_NAMES))
@@ -230,22 +259,23 @@ class UserSeeds:
         t2 = g % 4096
         created = self.created_from + (slot + t1 / 4096) * self.created_span / max(self.n, 1)
         updated = created + (t2 / 4096) * (self.t0 - created)
+        # Positional: heads are built once per user of every export, and keywords cost twice as much.
         return _Head(
-            known=known >= 3,  # ~3 % are email-only users
-            ext_hex=ext_hex,
-            first=first,
-            last=last,
-            country=country,
-            email_kind=email_kind,
-            domain=domain,
-            share_back=share_back + 1,
-            phone_kind=phone_kind,
-            email_subscribe="opted_in" if esub < 30 else "subscribed" if esub < 85 else "unsubscribed",
-            random_bucket=bucket,
-            vip=vip < 5,
-            hard_bounce=bounce < 5,
-            created_ts=created,
-            updated_ts=updated,
+            known >= 3,  # ~3 % are email-only users
+            ext_hex,
+            first,
+            last,
+            country,
+            email_kind,
+            domain,
+            share_back + 1,
+            phone_kind,
+            "opted_in" if esub < 30 else "subscribed" if esub < 85 else "unsubscribed",
+            bucket,
+            vip < 5,
+            bounce < 5,
+            created,
+            updated,
         )
 
     # -- identities
@@ -312,70 +342,190 @@ class UserSeeds:
 
     def profile(self, slot: int) -> dict[str, Any]:
         """The full Braze user export object of a seeded user, as it was when seeded."""
-        head = self.head(slot)
-        rng = random.Random(self.gene(slot))
-        country = COUNTRIES[head.country]
+        gene = self.gene(slot)
+        return self._full_profile.draw(slot, self.head(slot, gene), random.Random(gene))
+
+    def profile_drawer(
+        self, fields: Collection[str] | None = None, custom: Collection[str] | None = None
+    ) -> ProfileDrawer:
+        """Seeded profiles limited to some fields, each value exactly as in the full profile.
+
+        Only `fields` (all when None) are kept and, when `custom` is given, only those custom
+        attributes, in that order (no `custom_attributes` at all when none is left). Every
+        value is still drawn, in the full profile's order, so a field reads the same whichever
+        others are asked for; what is not asked for is just never formatted. Nothing is drawn
+        when no asked field needs the user's Random (`needs_rng`).
+        """
+        return _profile_drawer(self, fields, custom)
+
+
+# Every key of a seeded profile, in the order profile() gives them.
+PROFILE_FIELDS = (
+    "external_id", "braze_id", "created_at", "random_bucket", "first_name", "last_name", "email",
+    "phone", "dob", "country", "language", "home_city", "gender", "time_zone", "email_subscribe",
+    "push_subscribe", "total_revenue", "custom_attributes",
+)  # fmt: skip
+CUSTOM_ATTRIBUTES = (
+    "loyalty_points", "last_app_version", "preferred_language", "address", "favorite_categories",
+    "signup_date", "vip",
+)  # fmt: skip
+_DRAWN_FIELDS = frozenset(
+    {"dob", "country", "language", "home_city", "gender", "time_zone", "push_subscribe", "total_revenue",
+     "custom_attributes"}
+)  # fmt: skip
+_PUSH_WEIGHTS = tuple(itertools.accumulate((25, 55, 20)))  # as Random.choices accumulates them
+_REVENUE_RATE = 1 / 120  # Random.expovariate divides by the rate: 1 / 120, not times 120
+_FALLBACK_LANGUAGES = ("en", "fr", "de")
+
+
+class ProfileDrawer(NamedTuple):
+    """`draw(slot, head, rng)` with `rng` seeded with the user's gene (any Random when not `needs_rng`)."""
+
+    draw: Callable[[int, _Head, random.Random], dict[str, Any]]
+    needs_rng: bool
+
+
+def _below(getrandbits: Callable[[int], int], n: int) -> int:
+    # Random._randbelow_with_getrandbits, which randrange, choice and sample use (CPython
+    # 3.11-3.13): the same bits give the same values, without their layers of checks.
+    k = n.bit_length()
+    r = getrandbits(k)
+    while r >= n:
+        r = getrandbits(k)
+    return r
+
+
+def _profile_drawer(
+    seeds: UserSeeds, fields: Collection[str] | None, custom: Collection[str] | None
+) -> ProfileDrawer:
+    # Plain booleans in a closure: this runs once per exported user, a million times an export.
+    want = frozenset(PROFILE_FIELDS if fields is None else fields)
+    want_ext, want_braze_id = "external_id" in want, "braze_id" in want
+    want_created, want_bucket = "created_at" in want, "random_bucket" in want
+    want_first, want_last = "first_name" in want, "last_name" in want
+    want_email, want_phone = "email" in want, "phone" in want
+    want_dob, want_country, want_language = "dob" in want, "country" in want, "language" in want
+    want_city, want_gender, want_zone = "home_city" in want, "gender" in want, "time_zone" in want
+    want_esub, want_push = "email_subscribe" in want, "push_subscribe" in want
+    want_revenue, want_custom = "total_revenue" in want, "custom_attributes" in want
+    needs_rng = not want.isdisjoint(_DRAWN_FIELDS)
+    attrs_order = None if custom is None else tuple(dict.fromkeys(custom))
+    attrs = frozenset(CUSTOM_ATTRIBUTES if custom is None else custom)
+    want_points, want_version = "loyalty_points" in attrs, "last_app_version" in attrs
+    want_pref, want_address = "preferred_language" in attrs, "address" in attrs
+    want_categories, want_signup = "favorite_categories" in attrs, "signup_date" in attrs
+    want_vip = "vip" in attrs
+    external_id_of, braze_id_of = seeds.external_id, seeds.braze_id
+    email_of, phone_of = seeds.email, seeds.phone
+    bisect_right = bisect.bisect_right
+
+    def draw(slot: int, head: _Head, rng: random.Random) -> dict[str, Any]:
         user: dict[str, Any] = {}
-        external_id = self.external_id(slot, head)
-        if external_id is not None:
-            user["external_id"] = external_id
-        user["braze_id"] = self.braze_id(slot, head)
-        user["created_at"] = export_time(head.created_ts)
-        user["random_bucket"] = head.random_bucket
-        user["first_name"] = FIRST_NAMES[head.first][0]
-        user["last_name"] = LAST_NAMES[head.last][0]
-        email = self.email(slot, head)
-        if email is not None:
-            user["email"] = email
-        phone = self.phone(slot, head)
-        if phone is not None:
-            user["phone"] = phone
-        if rng.random() < 0.85:
-            user["dob"] = f"{rng.randrange(1950, 2007)}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}"
-        if rng.random() < 0.95:
+        if want_ext and head.known:
+            user["external_id"] = external_id_of(slot, head)
+        if want_braze_id:
+            user["braze_id"] = braze_id_of(slot, head)
+        if want_created:
+            user["created_at"] = export_time(head.created_ts)
+        if want_bucket:
+            user["random_bucket"] = head.random_bucket
+        if want_first:
+            user["first_name"] = FIRST_NAMES[head.first][0]
+        if want_last:
+            user["last_name"] = LAST_NAMES[head.last][0]
+        if want_email:
+            email = email_of(slot, head)
+            if email is not None:
+                user["email"] = email
+        if want_phone:
+            phone = phone_of(slot, head)
+            if phone is not None:
+                user["phone"] = phone
+        if not needs_rng:
+            if want_esub:
+                user["email_subscribe"] = head.email_subscribe
+            return user
+        # The draws below are those of the original profile, one for one and in this order.
+        uniform = rng.random
+        bits = rng.getrandbits
+        country = COUNTRIES[head.country]
+        if uniform() < 0.85:
+            year = 1950 + _below(bits, 57)
+            month = 1 + _below(bits, 12)
+            day = 1 + _below(bits, 28)
+            if want_dob:
+                user["dob"] = f"{year}-{month:02d}-{day:02d}"
+        if uniform() < 0.95 and want_country:
             user["country"] = country.code
-        if rng.random() < 0.9:
+        if uniform() < 0.9 and want_language:
             user["language"] = country.language
-        city_index = rng.randrange(len(country.cities))
-        if rng.random() < 0.8:
-            user["home_city"] = country.cities[city_index]
-        if rng.random() < 0.85:
-            user["gender"] = rng.choice(GENDERS)
-        if rng.random() < 0.9:
+        city = _below(bits, len(country.cities))
+        if uniform() < 0.8 and want_city:
+            user["home_city"] = country.cities[city]
+        if uniform() < 0.85:
+            gender = GENDERS[_below(bits, len(GENDERS))]
+            if want_gender:
+                user["gender"] = gender
+        if uniform() < 0.9 and want_zone:
             user["time_zone"] = country.time_zone
-        user["email_subscribe"] = head.email_subscribe
-        if rng.random() < 0.9:
-            user["push_subscribe"] = rng.choices(SUBSCRIBE_STATES, (25, 55, 20))[0]
-        user["total_revenue"] = round(rng.expovariate(1 / 120), 2) if rng.random() < 0.4 else 0.0
-        user["custom_attributes"] = self._custom_attributes(rng, head, country, city_index)
+        if want_esub:
+            user["email_subscribe"] = head.email_subscribe
+        if uniform() < 0.9:
+            push = SUBSCRIBE_STATES[bisect_right(_PUSH_WEIGHTS, uniform() * 100.0, 0, 2)]
+            if want_push:
+                user["push_subscribe"] = push
+        revenue = round(-math.log(1.0 - uniform()) / _REVENUE_RATE, 2) if uniform() < 0.4 else 0.0
+        if want_revenue:
+            user["total_revenue"] = revenue
+        if not want_custom:
+            return user
+
+        custom_attributes: dict[str, Any] = {}
+        roll = uniform()
+        points = _below(bits, 5000)
+        if want_points:
+            if roll < 0.005:  # the wrong type for a number
+                custom_attributes["loyalty_points"] = GARBAGE_POINTS[points % len(GARBAGE_POINTS)]
+            elif roll < 0.025:
+                custom_attributes["loyalty_points"] = str(points)  # a number stored as a string
+            elif roll < 0.95:
+                custom_attributes["loyalty_points"] = points
+        if uniform() < 0.9:
+            version = APP_VERSIONS[_below(bits, len(APP_VERSIONS))]
+            if want_version:
+                custom_attributes["last_app_version"] = version
+        if uniform() < 0.7:
+            if uniform() < 0.8:
+                preferred = country.language
+            else:
+                preferred = _FALLBACK_LANGUAGES[_below(bits, len(_FALLBACK_LANGUAGES))]
+            if want_pref:
+                custom_attributes["preferred_language"] = preferred
+        if uniform() < 0.6 and want_address:
+            custom_attributes["address"] = {"city": country.cities[city], "zip": country.zips[city]}
+        if uniform() < 0.75:
+            # Random.sample(CATEGORIES, randrange(0, 4)): a pool of 7 is below its set-size threshold.
+            count = _below(bits, 4)
+            pool = list(CATEGORIES)
+            picked = []
+            for i in range(count):
+                j = _below(bits, len(pool) - i)
+                picked.append(pool[j])
+                pool[j] = pool[len(pool) - i - 1]
+            if want_categories:
+                custom_attributes["favorite_categories"] = picked
+        if uniform() < 0.8 and want_signup:
+            custom_attributes["signup_date"] = utc_text(head.created_ts, "T") + "Z"
+        if want_vip:
+            custom_attributes["vip"] = head.vip
+        if attrs_order is not None:
+            custom_attributes = {k: custom_attributes[k] for k in attrs_order if k in custom_attributes}
+            if not custom_attributes:
+                return user
+        user["custom_attributes"] = custom_attributes
         return user
 
-    def _custom_attributes(
-        self, rng: random.Random, head: _Head, country: Country, city: int
-    ) -> dict[str, Any]:
-        attrs: dict[str, Any] = {}
-        roll = rng.random()
-        points = rng.randrange(0, 5000)
-        if roll < 0.005:
-            attrs["loyalty_points"] = GARBAGE_POINTS[points % len(GARBAGE_POINTS)]  # wrong type for a number
-        elif roll < 0.025:
-            attrs["loyalty_points"] = str(points)  # a number stored as a string
-        elif roll < 0.95:
-            attrs["loyalty_points"] = points
-        if rng.random() < 0.9:
-            attrs["last_app_version"] = rng.choice(APP_VERSIONS)
-        if rng.random() < 0.7:
-            attrs["preferred_language"] = (
-                country.language if rng.random() < 0.8 else rng.choice(("en", "fr", "de"))
-            )
-        if rng.random() < 0.6:
-            attrs["address"] = {"city": country.cities[city], "zip": country.zips[city]}
-        if rng.random() < 0.75:
-            attrs["favorite_categories"] = rng.sample(CATEGORIES, rng.randrange(0, 4))
-        if rng.random() < 0.8:
-            attrs["signup_date"] = datetime.fromtimestamp(head.created_ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        attrs["vip"] = head.vip
-        return attrs
+    return ProfileDrawer(draw, needs_rng)
 
 
 def _index_add(index: dict[str, int | list[int]], key: str, slot: int) -> None:
@@ -523,6 +673,20 @@ class UserTable(Mapping[str, dict[str, Any]]):
 
     def email_keys(self) -> int:
         return len(self._by_email)
+
+    def changed_slots(self, start: int, stop: int) -> list[int]:
+        """Slots in [start, stop) that no longer hold their seeded profile: stored or deleted."""
+        span = range(start, stop)
+        found: set[int] = set()
+        # Both look up each slot of the range, whatever the number of changed users.
+        if self._stored:
+            found.update(self._stored.keys() & span)
+        if self._deleted:
+            found.update(self._deleted.intersection(span))
+        return sorted(found)
+
+    def slots_with_events(self, start: int, stop: int) -> list[int]:
+        return sorted(self.events.keys() & range(start, stop)) if self.events else []
 
     # -- changing
     def _index(self, slot: int, profile: Mapping[str, Any], add: bool) -> None:

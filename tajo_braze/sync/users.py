@@ -342,15 +342,22 @@ class ImportWriter:
 
     def claim_owner(self, kind: str, value: str) -> str | None:
         """Who claims an email or phone among rows not yet committed (their claims are not in state)."""
-        with self._lock:
-            return self._uncommitted[kind].get(value)
+        # A single dict read needs no lock; the lock keeps a release's read-then-delete whole.
+        return self._uncommitted[kind].get(value)
 
     def _hold_claims(self, meta: PendingRow) -> None:
+        record = meta.record
+        if self.defer_release:  # only this thread changes the held claims then
+            self._hold(record, meta.owner)
+            return
         with self._lock:
-            if meta.record.email:
-                self._uncommitted["email"][meta.record.email] = meta.owner
-            if meta.record.sms:
-                self._uncommitted["sms"][meta.record.sms] = meta.owner
+            self._hold(record, meta.owner)
+
+    def _hold(self, record: SentRecord, owner: str) -> None:
+        if record.email:
+            self._uncommitted["email"][record.email] = owner
+        if record.sms:
+            self._uncommitted["sms"][record.sms] = owner
 
     def _release_claims(self, meta: Sequence[PendingRow]) -> None:
         with self._lock:

@@ -7,14 +7,15 @@
 
 For each size N and each limits mode a fresh sandbox is started (`python -m tajo_braze.sandbox
 --users N --limits MODE`, Brevo contacts = N / 2), the connector is installed, then four runs are
-measured, each in its own child process so that its peak RSS is the connector's alone:
+measured, each in its own child process so that its peak RSS (with its mapping workers') and its
+CPU time are the connector's alone:
 
 1. full        the full Braze -> Brevo users sync;
 2. 1% users    an incremental Braze -> Brevo run after 1 % of the Braze users changed (admin door);
 3. reverse     the first Brevo -> Braze run, which reads every contact once (it needs no change);
 4. 1% contacts an incremental Brevo -> Braze run after 1 % of the Brevo contacts changed.
 
-Per run: wall time of the sync call, records read per second, peak RSS, API calls per endpoint as
+Per run: wall time of the sync call, records read per second, CPU time, peak RSS, API calls per endpoint as
 the sandbox counted them next to the theoretical minimum, the 429s the sandbox sent, its violation
 log and, for the enforced mode, the rate-limit bound (per bucket: calls / allowed rate, for the
 buckets that needed more than one window; the largest bucket bound is the bound of the run).

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import queue
-import threading
 import time
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -26,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as day_start
 from typing import Any
 
-from ..batching import chunked, prefetched
+from ..batching import InOrderSender, chunked, prefetched
 from ..clients.braze import EXPORT_IDS_MAX
 from ..consent import CONSENT_NAMESPACE, ConsentRecord, decide
 from ..errors import PermanentApiError
@@ -452,10 +450,10 @@ class TrackWriter:
         sync = ctx.config.sync
         self.size = track_batch_size(sync.track_batch_size, sync.track_objects_cap, ctx.batch_size)
         self.pending: list[PendingUpdate] = []
-        self._queue: queue.Queue[list[PendingUpdate] | None] = queue.Queue(maxsize=SEND_QUEUE_DEPTH)
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-        self._unsent = False
+        # A stop request holds back the batches not sent yet: the next run reads them again.
+        self._sender = InOrderSender(
+            self._send, name="braze-track-sender", depth=SEND_QUEUE_DEPTH, hold=ctx.stop.is_set
+        )
 
     def add(self, update: PendingUpdate) -> None:
         self.pending.append(update)
@@ -473,21 +471,13 @@ class TrackWriter:
                 self._count(update)
             self.catch_up.write([u.expected for u in batch if u.expected and not u.expected.brevo_holds_it])
             return
-        self._raise_if_failed()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._send_loop, name="braze-track-sender", daemon=True)
-            self._thread.start()
-        self._queue.put(batch)
+        self._sender.submit(batch)
         ctx.check_stop()
 
     def close(self) -> None:
         """Wait until every queued batch is sent and committed; raise the sender's error if any."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-        self._raise_if_failed()
-        if self._unsent:
+        self._sender.close()
+        if self._sender.held:
             self.ctx.check_stop()  # batches were held back by a stop request: the run is interrupted
 
     def close_quietly(self) -> None:
@@ -496,24 +486,6 @@ class TrackWriter:
             self.close()
         except BaseException:  # noqa: BLE001 - the original error is being raised already
             return
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    def _send_loop(self) -> None:
-        while True:
-            batch = self._queue.get()
-            if batch is None:
-                return
-            if self._error is not None or self.ctx.stop.is_set():
-                self._unsent = True
-                continue  # not sent, not committed: the next run reads these contacts again
-            try:
-                self._send(batch)
-            except BaseException as exc:  # handed to the reader's thread, which raises it
-                self._error = exc
 
     def _send(self, batch: list[PendingUpdate]) -> None:
         ctx = self.ctx

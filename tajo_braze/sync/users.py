@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import queue
 import threading
 import time
 from collections import deque
@@ -25,7 +24,7 @@ import orjson
 
 from tajo_braze import jsonbytes
 
-from ..batching import chunked
+from ..batching import InOrderSender, chunked
 from ..errors import RateLimited, TransientApiError, UsageError
 from ..exports import (
     EXPORT_REUSE_MAX_AGE_S,
@@ -210,18 +209,16 @@ class ImportWriter:
         self.rows_sent = 0
         # Dead letters read before a batch's checkpoint are committed with that batch, never lost.
         self.take_dead_letters: Callable[[], list[DeadLetterRow]] = list
-        self._queue: queue.Queue[SealedBatch | None] = queue.Queue()
+        self._sender = InOrderSender(self._send_and_commit, name="brevo-import-sender", after=self._sent)
         self._sending = threading.Semaphore(1)
         # With defer_release, the claims of committed batches stay held until release_committed():
         # released by the sender at once, a claim could vanish between the reader's read of state
         # and its check of the held claims, and two contacts would get one phone number.
         self.defer_release = False
         self._committed: list[Sequence[PendingRow]] = []
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._inflight: dict[int, list[PendingRow]] = {}
         self._uncommitted: dict[str, dict[str, str]] = {"email": {}, "sms": {}}
-        self._error: BaseException | None = None
 
     @property
     def suffix(self) -> bytes:
@@ -300,40 +297,19 @@ class ImportWriter:
 
     # -- the sender
     def _submit(self, sealed: SealedBatch) -> None:
-        self._raise_if_failed()
+        self._sender.raise_if_failed()
         with self._lock:
             self._inflight[id(sealed)] = sealed.meta
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._send_loop, name="brevo-import-sender", daemon=True)
-            self._thread.start()
-        self._queue.put(sealed)
+        self._sender.submit(sealed)
 
-    def _send_loop(self) -> None:
-        while True:
-            sealed = self._queue.get()
-            if sealed is None:
-                return
-            if self._error is None:
-                try:
-                    self._send_and_commit(sealed)
-                except BaseException as exc:  # handed to the reader thread, which raises it
-                    self._error = exc
-            with self._lock:
-                self._inflight.pop(id(sealed), None)
-            self._sending.release()
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+    def _sent(self, sealed: SealedBatch) -> None:
+        with self._lock:
+            self._inflight.pop(id(sealed), None)
+        self._sending.release()
 
     def close(self) -> None:
         """Wait for every sealed batch to be sent and committed; raise the sender's error if any."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-        self._raise_if_failed()
+        self._sender.close()
 
     def inflight_meta(self) -> list[PendingRow]:
         """Rows sealed but not yet committed."""

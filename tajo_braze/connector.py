@@ -60,8 +60,9 @@ RESOURCE_MODULES = {
 }
 REVERSE_USERS_MODULE = "tajo_braze.sync.contacts"
 DELETIONS_MODULE = "tajo_braze.sync.deletions"
-# A previous run that ended longer ago than this left no per-second rate-limit bucket in use.
-IDLE_AFTER_RUN_S = 2.0
+# Taken off the time since the last run ended: the moment between its last call and its row being
+# closed, and a clock that stepped, must not make a window look over before it is.
+IDLE_MARGIN_S = 0.25
 CREDENTIALS = ("braze_api_key", "brevo_api_key")
 LAST_CHECK = "connector:last_check"
 PROBE_RETRY = RetryPolicy(max_attempts=3, max_total_wait_s=10.0)
@@ -371,9 +372,10 @@ class BrazeConnector:
         started = time.monotonic()
         results: list[ResourceResult] = []
         with self._run_state(dry_run) as state, state.run_lock("sync"), self._signals():
-            if _idle_since_last_run(state):
+            idle = _idle_since_last_run(state)
+            if idle is not None:
                 for limiter in self._limiters.values():
-                    limiter.trust_idle_start()
+                    limiter.trust_idle_start(idle)
             run_id = None if dry_run else state.start_run(
                 "sync", {"type": type, "resources": wanted, "since": str(since_date or ""), "dry_run": dry_run,
                          "direction": direction}
@@ -647,20 +649,22 @@ def _run_probes(probes: Sequence[tuple[str, Callable[[], str]]], *, api: str) ->
     return out
 
 
-def _idle_since_last_run(state: StateStore) -> bool:
-    """The last run finished cleanly (not killed) over two seconds ago: no per-second bucket is in use.
+def _idle_since_last_run(state: StateStore) -> float | None:
+    """Seconds since the last run finished cleanly (not killed): none of its calls is more recent.
 
     A killed run leaves its row 'running', and nothing says when it made its last call; then the
-    limiters keep their cautious start.
+    limiters keep their cautious start (None). The margin covers the time between the run's last
+    call and its row being closed, read the other way round by a clock that stepped.
     """
     last = state.last_run()
     if last is None or last.status == "running" or not last.finished_at:
-        return False
+        return None
     try:
         finished = datetime.fromisoformat(last.finished_at.replace("Z", "+00:00"))
     except ValueError:
-        return False
-    return (datetime.now(UTC) - finished).total_seconds() > IDLE_AFTER_RUN_S
+        return None
+    idle = (datetime.now(UTC) - finished).total_seconds() - IDLE_MARGIN_S
+    return idle if idle > 0 else None
 
 
 def _failed(results: Sequence[ResourceResult]) -> bool:

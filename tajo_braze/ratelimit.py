@@ -10,6 +10,7 @@ window" exactly, with memory bounded by `limit` timestamps per bucket.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -117,14 +118,17 @@ class RateLimiter:
                 self._cautious.add(bucket.name)
             self._states[bucket.name] = state
 
-    def trust_idle_start(self) -> None:
-        """Drop the cautious start: the caller knows nothing else used these buckets lately
-        (the previous run finished cleanly, longer ago than a short window)."""
+    def trust_idle_start(self, idle_s: float = math.inf) -> None:
+        """Shorten the cautious start: the caller knows nothing used these buckets for `idle_s`
+        seconds (the previous run finished cleanly that long ago), so each waits only for what is
+        left of its window, and not at all once a whole window has passed."""
         with self._lock:
+            now = self._clock()
             for name in self._cautious:
                 state = self._states[name]
                 if not state.sent:
-                    state.blocked_until = float("-inf")
+                    left = state.window - idle_s
+                    state.blocked_until = now + left if left > 0 else float("-inf")
             self._cautious.clear()
 
     def _state(self, name: str) -> _BucketState:

@@ -1,8 +1,15 @@
-"""Integration fixtures: a real sandbox on loopback and connectors configured against it."""
+"""Integration fixtures: a real sandbox on loopback and connectors configured against it.
+
+`clock`, `sandboxes`, `connectors` and `track_log` put a sandbox and its connectors on one fake
+clock; a test module that needs another clock defines its own `clock` fixture, which wins.
+"""
 
 from __future__ import annotations
 
+import functools
 import io
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,11 +18,18 @@ import pytest
 import requests
 import yaml
 
+import tajo_braze.connector as connector_module
+from tajo_braze.clients.braze import BrazeClient
 from tajo_braze.connector import BrazeConnector
+from tajo_braze.ratelimit import RateLimiter
 from tajo_braze.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MAPPING = ROOT / "mappings" / "default.yaml"
+# POSTs that read (exports) are not writes.
+READING_POSTS = {"braze POST /users/export/segment", "braze POST /users/export/ids"}
+
+TrackLog = list[list[dict[str, Any]]]
 
 
 def config_for(sandbox: Sandbox, state_dir: Path, **sync: Any) -> dict[str, Any]:
@@ -110,3 +124,142 @@ def brevo_end_state(sandbox: Sandbox) -> dict[str, Any]:
             "listIds": sorted(c.get("listIds") or []),
         }
     return state
+
+
+# ------------------------------------------------------------------ on a fake clock
+class FakeClock:
+    """Time that moves only when someone sleeps: the sandbox, the connector and its limiters share it,
+    so waiting for a rate-limit window to pass costs no real time."""
+
+    def __init__(self) -> None:
+        self._now = time.time()
+        self._lock = threading.Lock()
+
+    def time(self) -> float:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self._now += max(0.0, seconds)
+
+
+def worlds_on(clock: FakeClock, make_world: Callable[..., Sandbox]) -> Callable[..., Sandbox]:
+    def make(**options: Any) -> Sandbox:
+        return make_world(clock=clock.time, sleep=clock.sleep, **options)
+
+    return make
+
+
+def connectors_on(
+    clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, made: list[BrazeConnector]
+) -> Callable[..., BrazeConnector]:
+    # The connector builds its limiters on the monotonic clock; here they run on the shared fake one.
+    monkeypatch.setattr(connector_module, "RateLimiter", functools.partial(RateLimiter, clock=clock.time))
+
+    def make(
+        sandbox: Sandbox, state_dir: Path | None = None, *, mapping: Any = None, **sync: Any
+    ) -> BrazeConnector:
+        config = config_for(sandbox, state_dir or tmp_path, **sync)
+        if mapping is not None:
+            config["connectors"]["braze"]["field_mapping"] = mapping
+        connector = BrazeConnector(
+            config, env=env_for(sandbox), log_stream=io.StringIO(), sleep=clock.sleep, clock=clock.time
+        )
+        made.append(connector)
+        return connector
+
+    return make
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sandboxes(clock: FakeClock, make_world: Callable[..., Sandbox]) -> Callable[..., Sandbox]:
+    return worlds_on(clock, make_world)
+
+
+@pytest.fixture
+def connectors(
+    clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., BrazeConnector]]:
+    made: list[BrazeConnector] = []
+    yield connectors_on(clock, tmp_path, monkeypatch, made)
+    for connector in made:
+        connector.close()
+
+
+@pytest.fixture
+def track_log(monkeypatch: pytest.MonkeyPatch) -> TrackLog:
+    return spy_on_track(monkeypatch)
+
+
+def spy_on_track(monkeypatch: pytest.MonkeyPatch) -> TrackLog:
+    """Every /users/track attributes array the connector sends (the real call still goes out)."""
+    calls: TrackLog = []
+    original = BrazeClient.track
+
+    def spy(self: BrazeClient, **arrays: Any) -> Any:
+        calls.append([dict(item) for item in arrays.get("attributes", ())])
+        return original(self, **arrays)
+
+    monkeypatch.setattr(BrazeClient, "track", spy)
+    return calls
+
+
+def write_counts(sandbox: Sandbox) -> dict[str, int]:
+    """Calls to vendor endpoints that change data, on either side."""
+    return {
+        name: count
+        for name, count in sandbox.request_counts().items()
+        if name.split(" ")[1] in ("POST", "PUT", "PATCH", "DELETE") and name not in READING_POSTS
+    }
+
+
+def writes_during(sandbox: Sandbox, action: Callable[[], Any]) -> dict[str, int]:
+    before = write_counts(sandbox)
+    action()
+    after = write_counts(sandbox)
+    return {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
+
+
+def settled_world(
+    make_world: Callable[..., Sandbox],
+    make_connector: Callable[..., BrazeConnector],
+    state_dir: Path | None = None,
+    *,
+    world: dict[str, Any] | None = None,
+    **sync: Any,
+) -> tuple[Sandbox, BrazeConnector]:
+    """A sandbox and a connector after a full `both` run and the run that settles it."""
+    sandbox = make_world(**(world or {"users": 300, "contacts": 200}))
+    connector = make_connector(sandbox, state_dir, direction="both", **sync)
+    connector.install()
+    connector.sync(type="full", resources=["users"])
+    connector.sync(resources=["users"])
+    return sandbox, connector
+
+
+def contacts_with_braze_users(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """Brevo contacts linked to a Braze user by ext_id, oldest first."""
+    known = {u["external_id"] for u in all_braze_users(sandbox) if u.get("external_id")}
+    return [c for c in all_brevo_contacts(sandbox) if c["attributes"].get("EXT_ID") in known]
+
+
+def change_contact(sandbox: Sandbox, contact_id: int, body: dict[str, Any]) -> None:
+    admin_post(sandbox, f"brevo/contacts/{contact_id}", body)
+
+
+def braze_user(sandbox: Sandbox, external_id: str) -> dict[str, Any]:
+    return dict(admin_get(sandbox, f"braze/users/{external_id}"))
+
+
+def braze_user_by_alias(sandbox: Sandbox, contact_id: int) -> dict[str, Any] | None:
+    for user in all_braze_users(sandbox):
+        for alias in user.get("user_aliases") or []:
+            if alias.get("alias_name") == str(contact_id) and alias.get("alias_label") == "brevo_contact_id":
+                return user
+    return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,48 +14,20 @@ from tajo_braze.connector import BrazeConnector
 from tajo_braze.sandbox import Sandbox
 from tajo_braze.sync.users import FINGERPRINTS
 
-from .conftest import DEFAULT_MAPPING, admin_post, all_brevo_contacts
-from .test_brevo_to_braze import (
-    FakeClock,
+from .conftest import (
+    DEFAULT_MAPPING,
     TrackLog,
+    admin_post,
+    all_brevo_contacts,
     braze_user,
     braze_user_by_alias,
     change_contact,
-    connectors_on,
     contacts_with_braze_users,
     settled_world,
-    spy_on_track,
-    worlds_on,
     writes_during,
 )
 
-TRACK = "braze POST /users/track"
 DELETES = ("braze POST /users/delete", "brevo DELETE /contacts/{identifier}")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def sandboxes(clock: FakeClock, make_world: Callable[..., Sandbox]) -> Callable[..., Sandbox]:
-    return worlds_on(clock, make_world)
-
-
-@pytest.fixture
-def connectors(
-    clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., BrazeConnector]]:
-    made: list[BrazeConnector] = []
-    yield connectors_on(clock, tmp_path, monkeypatch, made)
-    for connector in made:
-        connector.close()
-
-
-@pytest.fixture
-def track_log(monkeypatch: pytest.MonkeyPatch) -> TrackLog:
-    return spy_on_track(monkeypatch)
 
 
 def rename_in_braze(sandbox: Sandbox, changes: dict[str, dict[str, Any]]) -> None:

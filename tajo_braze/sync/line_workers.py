@@ -105,7 +105,12 @@ class _Worker:
         self.outbox: IO[bytes] = self.process.stdout
         self.tasks: queue.Queue[list[bytes] | None] = queue.Queue()
         self.feeder = threading.Thread(target=self._feed, name="line-worker-feed", daemon=True)
-        self._greet(rules)
+        try:
+            self._greet(rules)
+        except BaseException:
+            self.process.kill()  # whatever it is doing, it is not a worker of this run
+            self.process.wait()
+            raise
         self.feeder.start()
 
     @property
@@ -117,7 +122,10 @@ class _Worker:
             _send(self.inbox, rules)
         except OSError:
             raise self._failed("could not start") from None
-        ready, _, _ = select.select([self.outbox], [], [], START_TIMEOUT_S)
+        try:
+            ready, _, _ = select.select([self.outbox], [], [], START_TIMEOUT_S)
+        except (OSError, ValueError):  # pipes cannot be waited on here (Windows): map in process
+            raise self._failed("could not start on this platform") from None
         answer = _receive(self.outbox) if ready else None
         if not (isinstance(answer, tuple) and answer[0] == "ready"):
             detail = f": {answer[1]}" if isinstance(answer, tuple) and answer[0] == "error" else ""

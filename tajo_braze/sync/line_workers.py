@@ -93,13 +93,18 @@ class _Worker:
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tajo_braze.sync.line_workers"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
+        if not sys.executable:  # an embedded interpreter may not know its own executable
+            raise self._failed("could not start: no Python executable is known to this process")
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tajo_braze.sync.line_workers"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+        except OSError as exc:
+            raise self._failed(f"could not start: {exc.strerror or type(exc).__name__}") from None
         assert self.process.stdin is not None and self.process.stdout is not None
         self.inbox: IO[bytes] = self.process.stdin
         self.outbox: IO[bytes] = self.process.stdout

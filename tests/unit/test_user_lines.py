@@ -145,6 +145,15 @@ def test_a_worker_that_cannot_start_is_a_clear_error(monkeypatch: pytest.MonkeyP
     assert "map_workers: 0" in caught.value.fix
 
 
+@pytest.mark.parametrize("executable", ["", "/nonexistent/python3"])
+def test_a_missing_python_executable_is_the_same_clear_error(
+    monkeypatch: pytest.MonkeyPatch, executable: str
+) -> None:
+    monkeypatch.setattr(sys, "executable", executable)
+    with pytest.raises(MappingWorkerFailed, match="could not start"):
+        WorkerPool(rules(check_unchanged=False), 1)
+
+
 def test_a_worker_killed_mid_run_stops_the_read_with_the_cause() -> None:
     chunks = [[line(external_id=f"k{c}-{i}") for i in range(20)] for c in range(6)]
     with WorkerPool(rules(check_unchanged=False), 2) as pool:

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tajo_braze.connector import BrazeConnector
 from tajo_braze.sandbox import Sandbox
 
@@ -40,8 +42,30 @@ def rows_imported(sandbox: Sandbox) -> int:
     return sum(int(i.get("rows_received", 0)) for i in imports if i.get("list_ids"))
 
 
+def children_of(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.extend(int(x) for x in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"  # a zombie waits only to be reaped
+
+
+@pytest.mark.parametrize("map_workers", [None, 2], ids=["as-configured", "two-mapping-workers"])
 def test_sigkill_at_several_points_then_resume_gives_the_clean_end_state(
-    make_world: Callable[..., Sandbox], make_connector: Callable[..., BrazeConnector], tmp_path: Path
+    make_world: Callable[..., Sandbox],
+    make_connector: Callable[..., BrazeConnector],
+    tmp_path: Path,
+    map_workers: int | None,
 ) -> None:
     clean = make_world(users=900, seed=3)
     reference = make_connector(clean, tmp_path / "clean")
@@ -52,16 +76,21 @@ def test_sigkill_at_several_points_then_resume_gives_the_clean_end_state(
     world = make_world(users=900, seed=3)
     state_dir = tmp_path / "killed"
     state_dir.mkdir()
-    config = write_config(world, state_dir)
-    make_connector(world, state_dir).install()
+    config = write_config(world, state_dir, map_workers=map_workers)
+    make_connector(world, state_dir, map_workers=map_workers).install()
 
     kill_points: list[tuple[str, int]] = [(EXPORT, 1), (IMPORT, 2), (IMPORT, 7), (IMPORT, 13)]
+    orphans: list[int] = []
     for endpoint, count in kill_points:
         process = sync_process(config, world)
         wait_for(lambda endpoint=endpoint, count=count: world.request_counts().get(endpoint, 0) >= count)
+        orphans += children_of(process.pid)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         assert process.returncode == -signal.SIGKILL
+    if map_workers:
+        assert orphans  # the runs killed after the export had their workers running
+    wait_for(lambda: all(gone(pid) for pid in orphans), deadline_s=20)  # workers leave with their run
 
     final = sync_process(config, world)
     out, err = final.communicate(timeout=120)

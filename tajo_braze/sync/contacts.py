@@ -480,13 +480,6 @@ class TrackWriter:
         if self._sender.held:
             self.ctx.check_stop()  # batches were held back by a stop request: the run is interrupted
 
-    def close_quietly(self) -> None:
-        """On the way out of a failing run: commit what was sent, keep the run's own error."""
-        try:
-            self.close()
-        except BaseException:  # noqa: BLE001 - the original error is being raised already
-            return
-
     def _send(self, batch: list[PendingUpdate]) -> None:
         ctx = self.ctx
         failed: dict[int, str] = {}
@@ -667,7 +660,7 @@ class ContactsSync:
                 self._process_chunk(chunk)
             self.writer.flush()
         except BaseException:
-            self.writer.close_quietly()
+            users_half.close_quietly(self.writer)
             raise
         self.writer.close()
         self.catch_up.finish(self.result)

@@ -18,7 +18,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -46,14 +46,13 @@ from .user_lines import (
     LineReader,
     LineRules,
     Outcome,
-    active_since,
     import_row,
     local_reader,
     payload_digest,
     user_from_line,
 )
 
-__all__ = ["active_since", "import_row", "payload_digest", "user_from_line"]  # users.* callers keep working
+__all__ = ["import_row", "payload_digest", "user_from_line"]  # users.* callers keep working
 
 RESOURCE = "users"
 FINGERPRINTS = "users:braze_to_brevo"
@@ -155,10 +154,6 @@ class ImportBatch:
     rows: RowBuffer = field(default_factory=RowBuffer)
     meta: list[PendingRow] = field(default_factory=list)
     first_position: tuple[int, int] | None = None
-
-    @property
-    def size(self) -> int:
-        return self.rows.size
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -888,7 +883,11 @@ class UsersSync:
         return {"key": payload.key, "action": "update" if current is not None else "create", "changes": changes}
 
 
-def close_quietly(writer: ImportWriter) -> None:
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def close_quietly(writer: _Closable) -> None:
     """On the way out of a failing run, still commit what was sent (so a resume skips it); the
     run's own error is the one to report, so a second error from the sender is not raised here."""
     try:

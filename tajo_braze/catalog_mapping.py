@@ -206,7 +206,10 @@ class _Reject(Exception):
 
 def _shown(value: Any) -> str:
     """A value as a reason shows it: JSON-like, and short (reasons are read by people)."""
-    text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+    except TypeError:  # an integer past 64 bits, which orjson refuses: the reason still names it
+        text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

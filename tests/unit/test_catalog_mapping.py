@@ -205,6 +205,12 @@ def test_meta_info_over_brevos_size_cap_is_rejected() -> None:
     assert out.field == "meta_fields" and "Brevo accepts at most 20000" in out.reason
 
 
+def test_an_integer_past_64_bits_is_rejected_with_its_value_not_an_exception() -> None:
+    out = item_to_product({"id": 0, "name": 0, "url": -(2**63) - 1}, products_map())
+    assert isinstance(out, Rejection)
+    assert "-9223372036854775809" in out.reason
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.dictionaries(

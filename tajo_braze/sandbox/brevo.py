@@ -1605,9 +1605,11 @@ class BrevoApp:
 
     def _import_summary(self, process: Process) -> dict[str, Any]:
         rendered = self._process_json(process)
+        waiting = process.payload or {}
         return {
             "processId": process.id,
             "status": rendered["status"],
             "counters": dict(process.counters),
+            "rows_received": len(waiting.get("rows", ())),  # until applied: then from its stats
             **process.stats,
         }

@@ -148,6 +148,7 @@ def test_a_delayed_import_goes_queued_then_in_process_then_completed(brevo: Brev
     pid = start_import(brevo, [{"email": "later@example.com"}])
     assert process(brevo, pid)["status"] == "queued"
     assert "info" not in process(brevo, pid)
+    assert imported(brevo, pid)["rows_received"] == 1  # counted on arrival, before it applies
     assert brevo.call("GET", "/contacts/later%40example.com").status_code == 404
     brevo.clock.now += 6
     assert process(brevo, pid)["status"] == "in_process"

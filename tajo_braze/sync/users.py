@@ -347,19 +347,17 @@ class ImportWriter:
         else:
             self.imports_sent += 1
         self.rows_sent += len(sealed.meta)
-        processes = [process]
         meta = sealed.meta
         with ctx.state.transaction():
             if sealed.dead:
                 ctx.state.add_dead_letters(sealed.dead, run_id=ctx.run_id)
             ctx.state.put_fingerprints(FINGERPRINTS, ((m.key, m.record.encode()) for m in meta))
             self._update_claims(meta)
-            if processes:
-                pending = ctx.state.get_value(PENDING_IMPORTS) or []
-                for pid in processes:
-                    pending.append({"process_id": pid, "keys_namespace": f"users:import:{pid}"})
-                ctx.state.set_value(PENDING_IMPORTS, pending)
-                ctx.state.add_members(f"users:import:{processes[0]}", (m.key for m in meta))
+            pending = ctx.state.get_value(PENDING_IMPORTS) or []
+            pending.append({"process_id": process, "keys_record": import_keys_record(process)})
+            ctx.state.set_value(PENDING_IMPORTS, pending)
+            # One record for the whole import: a row per key would dirty a b-tree page per contact.
+            ctx.state.set_value(import_keys_record(process), "\n".join(m.key for m in meta))
             position = sealed.position
             if position is not None and position[0] >= 0:
                 checkpoint = ctx.state.get_value(CHECKPOINT)
@@ -949,6 +947,26 @@ MISMATCH_COUNTERS = (
 )
 
 
+def import_keys_record(process_id: int) -> str:
+    return f"users:import:{process_id}:keys"
+
+
+def imported_keys(state: StateStore, entry: Mapping[str, Any]) -> list[str]:
+    """The fingerprint keys a pending import wrote, as recorded when it was committed."""
+    if "keys_record" in entry:
+        text = state.get_value(entry["keys_record"]) or ""
+        return text.split("\n") if text else []
+    return list(state.iter_members(entry["keys_namespace"]))  # a state written before records
+
+
+def forget_imported_keys(state: StateStore, entry: Mapping[str, Any]) -> None:
+    if "keys_record" in entry:
+        state.delete_value(entry["keys_record"])
+    else:
+        namespace = entry["keys_namespace"]
+        state.remove_members(namespace, list(state.iter_members(namespace)))
+
+
 def _processes_covering(ctx: SyncContext, wanted: set[int], page: int = 50) -> dict[int, ImportProcess]:
     """Page /processes (newest first) until every wanted id was seen or older ones begin."""
     found: dict[int, ImportProcess] = {}
@@ -988,9 +1006,8 @@ def reconcile_imports(ctx: SyncContext, result: ResourceResult, *, wait: bool, m
             if process is None or not process.finished:
                 still.append(entry)
                 continue
-            namespace = entry["keys_namespace"]
             if process.status != "completed":
-                keys = list(ctx.state.iter_members(namespace))
+                keys = imported_keys(ctx.state, entry)
                 ctx.state.delete_fingerprints(FINGERPRINTS, keys)
                 result.notes.append(
                     f"Brevo import {pid} ended '{process.status}'"
@@ -1007,7 +1024,7 @@ def reconcile_imports(ctx: SyncContext, result: ResourceResult, *, wait: bool, m
                     result.notes.append(
                         f"Brevo import {pid} dropped rows the connector had validated: {mismatched}"
                     )
-            ctx.state.remove_members(namespace, list(ctx.state.iter_members(namespace)))
+            forget_imported_keys(ctx.state, entry)
         ctx.state.set_value(PENDING_IMPORTS, still)
         if not still or not wait or polls >= max_polls:
             if still and wait:

@@ -9,10 +9,19 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tajo_braze.models import ResourceResult
+from tajo_braze.models import ImportProcess, ResourceResult
 from tajo_braze.state import StateStore
 from tajo_braze.sync.context import SyncContext
-from tajo_braze.sync.users import CHECKPOINT, FINGERPRINTS, ImportWriter, PendingRow, SentRecord
+from tajo_braze.sync.users import (
+    CHECKPOINT,
+    FINGERPRINTS,
+    PENDING_IMPORTS,
+    ImportWriter,
+    PendingRow,
+    SentRecord,
+    import_keys_record,
+    reconcile_imports,
+)
 
 
 class RecordingBrevo:
@@ -60,3 +69,66 @@ def test_every_row_lands_once_and_unsubscribes_travel_apart(
     assert checkpoints == sorted(checkpoints)  # only forward
     assert state.count_fingerprints(FINGERPRINTS) == len(flags)
     state.close()
+
+
+# ------------------------------------------------------------------ confirming imports afterwards
+class ProcessesBrevo(RecordingBrevo):
+    """Imports are recorded; /processes answers with the status each import is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statuses: dict[int, str] = {}
+
+    def list_processes(self, *, limit: int, offset: int) -> list[ImportProcess]:
+        newest_first = sorted(self.statuses.items(), reverse=True)[offset : offset + limit]
+        return [ImportProcess(pid, "IMPORTUSER", status) for pid, status in newest_first]
+
+
+def write_rows(state: StateStore, brevo: ProcessesBrevo, keys: list[str]) -> None:
+    writer = ImportWriter(make_ctx(state, brevo, 2), ResourceResult("users"), list_id=9)
+    for i, key in enumerate(keys):
+        record = SentRecord(f"d{i}", f"{key}@x.io", None, None)
+        writer.add(orjson.dumps({"email": f"{key}@x.io"}), PendingRow(key, key, record, None, True), None)
+    writer.flush(None)
+    writer.close()
+
+
+def test_a_failed_import_forgets_its_rows_so_the_next_run_writes_them_again(tmp_path: Path) -> None:
+    state = StateStore(tmp_path / "state.db")
+    brevo = ProcessesBrevo()
+    write_rows(state, brevo, ["ext:a", "ext:b", "ext:c"])  # imports 1 (a, b) and 2 (c)
+    assert sorted(state.get_fingerprints(FINGERPRINTS, ["ext:a", "ext:b", "ext:c"])) == ["ext:a", "ext:b", "ext:c"]
+    brevo.statuses = {1: "failed", 2: "completed"}
+    result = ResourceResult("users")
+    reconcile_imports(make_ctx(state, brevo, 2), result, wait=False)
+    assert sorted(state.get_fingerprints(FINGERPRINTS, ["ext:a", "ext:b", "ext:c"])) == ["ext:c"]
+    assert result.notes == ["Brevo import 1 ended 'failed'; its 2 contacts will be written again next run"]
+    assert state.get_value(PENDING_IMPORTS) == []
+    assert state.get_value(import_keys_record(1)) is None and state.get_value(import_keys_record(2)) is None
+
+
+def test_an_unfinished_import_stays_pending_with_its_keys(tmp_path: Path) -> None:
+    state = StateStore(tmp_path / "state.db")
+    brevo = ProcessesBrevo()
+    write_rows(state, brevo, ["ext:a"])
+    brevo.statuses = {1: "in_process"}
+    reconcile_imports(make_ctx(state, brevo, 2), ResourceResult("users"), wait=False)
+    assert [entry["process_id"] for entry in state.get_value(PENDING_IMPORTS)] == [1]
+    brevo.statuses = {1: "cancelled"}
+    reconcile_imports(make_ctx(state, brevo, 2), ResourceResult("users"), wait=False)
+    assert state.get_fingerprints(FINGERPRINTS, ["ext:a"]) == {}
+
+
+def test_imports_pending_in_a_state_that_kept_their_keys_as_a_member_set_are_confirmed(tmp_path: Path) -> None:
+    state = StateStore(tmp_path / "state.db")
+    state.put_fingerprints(FINGERPRINTS, [("ext:a", "x"), ("ext:b", "y")])
+    state.add_members("users:import:7", ["ext:a"])
+    state.add_members("users:import:8", ["ext:b"])
+    state.set_value(PENDING_IMPORTS, [{"process_id": 7, "keys_namespace": "users:import:7"},
+                                      {"process_id": 8, "keys_namespace": "users:import:8"}])
+    brevo = ProcessesBrevo()
+    brevo.statuses = {7: "failed", 8: "completed"}
+    reconcile_imports(make_ctx(state, brevo, 2), ResourceResult("users"), wait=False)
+    assert state.get_fingerprints(FINGERPRINTS, ["ext:a", "ext:b"]) == {"ext:b": "y"}
+    assert state.count_members("users:import:7") == state.count_members("users:import:8") == 0
+    assert state.get_value(PENDING_IMPORTS) == []

@@ -35,6 +35,7 @@ from ..exports import (
     wait_until_ready,
 )
 from ..mapping import equal_values
+from ..memory import map_large_blocks_apart
 from ..models import BrazeUser, BrevoEdit, ContactPayload, ImportProcess, ResourceResult
 from ..state import StateStore
 from .context import SyncContext
@@ -64,7 +65,7 @@ PENDING_IMPORTS = "users:pending_imports"
 USERS_LIST = "brevo:users_list_id"
 SEGMENT_IDS = "braze:segment_ids"
 
-CHUNK_LINES = 2000
+CHUNK_LINES = 500
 # Worker processes pay for themselves from about this much export text (~50k users); below it,
 # starting them costs more than they save.
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
@@ -608,6 +609,8 @@ class UsersSync:
         segment_id = self.resolve_segment()
         list_id = self.users_list_id()
         path, member, line = self.open_export(segment_id)
+        if export_size(path) >= PARALLEL_MIN_BYTES:
+            map_large_blocks_apart()  # 8 MB import bodies come and go for the whole run
         writer = ImportWriter(ctx, self.result, list_id)
         writer.take_dead_letters = self._take_dead_letters
         writer.defer_release = True

@@ -67,6 +67,7 @@ CREDENTIALS = ("braze_api_key", "brevo_api_key")
 LAST_CHECK = "connector:last_check"
 PROBE_RETRY = RetryPolicy(max_attempts=3, max_total_wait_s=10.0)
 RATE_LIMITS = "connector:rate_limits"
+RECENT_REQUESTS = "connector:recent_requests"
 
 
 class BrazeConnector:
@@ -372,10 +373,7 @@ class BrazeConnector:
         started = time.monotonic()
         results: list[ResourceResult] = []
         with self._run_state(dry_run) as state, state.run_lock("sync"), self._signals():
-            idle = _idle_since_last_run(state)
-            if idle is not None:
-                for limiter in self._limiters.values():
-                    limiter.trust_idle_start(idle)
+            _resume_limiters(state, self._limiters)
             run_id = None if dry_run else state.start_run(
                 "sync", {"type": type, "resources": wanted, "since": str(since_date or ""), "dry_run": dry_run,
                          "direction": direction}
@@ -420,6 +418,7 @@ class BrazeConnector:
                 if not dry_run and run_id is not None:
                     state.finish_run(run_id, status if status != "ok" or not _failed(results) else "partial", summary)
                     state.set_value(RATE_LIMITS, self._rate_limits())
+                    _record_recent_requests(state, run_id, self._limiters)
         return summary
 
     def _resources(self, resources: Sequence[str] | None) -> list[str]:
@@ -647,6 +646,31 @@ def _run_probes(probes: Sequence[tuple[str, Callable[[], str]]], *, api: str) ->
         except (PermissionDenied, ApiError) as exc:
             out.append(CheckResult(name, False, exc.user_message, exc.fix))
     return out
+
+
+def _record_recent_requests(state: StateStore, run_id: int, limiters: Mapping[str, RateLimiter]) -> None:
+    """What the run's last second of requests was, for the next run's limiters (`_resume_limiters`)."""
+    requests = {api: limiter.recent_requests() for api, limiter in limiters.items()}
+    state.set_value(RECENT_REQUESTS, {"run_id": run_id, "at": datetime.now(UTC).timestamp(), "requests": requests})
+
+
+def _resume_limiters(state: StateStore, limiters: Mapping[str, RateLimiter]) -> None:
+    """Start the limiters from what the previous run sent, when it finished cleanly.
+
+    Its recorded requests say exactly how much of each short window is still taken; without a
+    record (another kind of run, an older state), the time since it ended bounds it instead.
+    """
+    idle = _idle_since_last_run(state)
+    if idle is None:
+        return  # killed or still running: the cautious start stays
+    recent = state.get_value(RECENT_REQUESTS)
+    last = state.last_run()
+    if isinstance(recent, dict) and last is not None and recent.get("run_id") == last.id:
+        elapsed = max(0.0, datetime.now(UTC).timestamp() - float(recent.get("at", 0.0)) - IDLE_MARGIN_S)
+        for api, limiter in limiters.items():
+            limiter.resume_after(recent.get("requests", {}).get(api, {}), elapsed)
+    for limiter in limiters.values():
+        limiter.trust_idle_start(idle)  # the buckets the record does not name
 
 
 def _idle_since_last_run(state: StateStore) -> float | None:

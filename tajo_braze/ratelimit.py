@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 # Absorbs the delay between our send and the server's receive, so a server's window never
@@ -103,11 +103,13 @@ class RateLimiter:
         """
         if safety < 0:
             raise ValueError("safety must be >= 0")
+        buckets = tuple(buckets)
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         self._states: dict[str, _BucketState] = {}
         self._cautious: set[str] = set()
+        self._short: frozenset[str] = frozenset(b.name for b in buckets if b.window_s <= cautious_start_s)
         started = clock()
         for bucket in buckets:
             if bucket.name in self._states:
@@ -130,6 +132,33 @@ class RateLimiter:
                     left = state.window - idle_s
                     state.blocked_until = now + left if left > 0 else float("-inf")
             self._cautious.clear()
+
+    def recent_requests(self) -> dict[str, list[float]]:
+        """Per bucket that starts cautiously: how many seconds ago each request still inside its
+        window was sent. Saved at the end of a run, it lets the next one start exactly."""
+        with self._lock:
+            now = self._clock()
+            return {
+                name: [round(now - sent, 4) for sent in state.sent if now - sent < state.window]
+                for name, state in self._states.items()
+                if name in self._short
+            }
+
+    def resume_after(self, recent: Mapping[str, Sequence[float]], elapsed_s: float) -> None:
+        """Start from what the previous user of these buckets sent instead of the cautious start.
+
+        `recent` is its `recent_requests()`, taken `elapsed_s` seconds ago. A bucket it does not
+        name keeps the cautious start.
+        """
+        with self._lock:
+            now = self._clock()
+            for name in [n for n in self._cautious if n in recent]:
+                state = self._states[name]
+                if not state.sent:
+                    ages = sorted((elapsed_s + age for age in recent[name] if elapsed_s + age < state.window), reverse=True)
+                    state.sent.extend(now - age for age in ages)
+                    state.blocked_until = float("-inf")
+                self._cautious.discard(name)
 
     def _state(self, name: str) -> _BucketState:
         try:

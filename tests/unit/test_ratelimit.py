@@ -305,3 +305,37 @@ def test_an_idle_start_is_trusted_when_the_caller_knows_the_buckets_are_unused()
     assert limiter.acquire(["per_second"]) == 0.0
     assert limiter.acquire(["per_second"]) == 0.0
     assert limiter.acquire(["per_second"]) > 0.9  # the bucket itself still holds
+
+
+def fake_time_limiter(now: list[float], *buckets: Bucket) -> RateLimiter:
+    return RateLimiter(
+        buckets, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s), cautious_start_s=1.0
+    )
+
+
+def test_the_previous_runs_requests_replace_the_cautious_start() -> None:
+    before = [50.0]
+    previous = fake_time_limiter(before, Bucket("per_second", 2, 1.0), Bucket("per_hour", 100, 3600.0))
+    previous.acquire(["per_second"])
+    before[0] += 0.5
+    previous.acquire(["per_second", "per_hour"])
+    before[0] += 0.1
+    recent = previous.recent_requests()
+    assert recent == {"per_second": [0.6, 0.1]}  # only the buckets that start cautiously
+
+    now = [100.0]
+    limiter = fake_time_limiter(now, Bucket("per_second", 2, 1.0), Bucket("per_hour", 100, 3600.0))
+    limiter.resume_after(recent, elapsed_s=0.2)
+    # The older request (0.8 s ago) leaves the window 0.2 s from now; not a whole window's wait.
+    waited = limiter.acquire(["per_second"])
+    assert 0.2 <= waited <= 0.3
+    assert limiter.acquire(["per_second"]) > 0.4  # the other request still holds its place
+
+
+def test_a_quiet_previous_run_means_no_wait_and_an_unnamed_bucket_stays_cautious() -> None:
+    now = [100.0]
+    limiter = fake_time_limiter(now, Bucket("quiet", 2, 1.0), Bucket("unknown_before", 2, 1.0))
+    limiter.resume_after({"quiet": [0.99, 0.98]}, elapsed_s=0.15)  # both left the window by now
+    assert limiter.acquire(["quiet"]) == 0.0
+    assert limiter.acquire(["quiet"]) == 0.0
+    assert limiter.acquire(["unknown_before"]) > 0.9

@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import Problem
+
+if TYPE_CHECKING:
+    import jsonschema
 
 JsonPath = tuple[str | int, ...]
 
@@ -427,6 +429,10 @@ def resolve_ref(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[s
 
 def schema_problems(schema: Mapping[str, Any], instance: Any, where: Where) -> list[Problem]:
     """Every JSON-Schema (draft 2020-12) violation of `instance`, located and with a fix."""
+    # Imported here: processes that only map records (export line workers) never validate a
+    # file, and jsonschema with its dependencies weighs several megabytes in each of them.
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(schema)
     problems: list[Problem] = []
     for error in validator.iter_errors(instance):

@@ -67,3 +67,14 @@ def test_sandbox_and_connector_stay_separate_worlds() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_export_line_workers_import_only_what_mapping_needs() -> None:
+    """Each mapping worker is a process of its own: the HTTP, logging and schema libraries stay out."""
+    heavy = ("requests", "structlog", "jsonschema", "cryptography")
+    code = (
+        "import sys, tajo_braze.sync.line_workers; "
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

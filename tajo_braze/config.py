@@ -252,8 +252,8 @@ class SyncSettings:
     list_folder: str = "Braze"
     export_timeout_s: int = 3600  # how long to wait for a segment export URL
     export_concurrency: int = 1
-    # Processes that parse and map export lines: None picks one per CPU (at most 4) for large
-    # exports and none for small ones; 0 maps in the run's own process.
+    # Processes that parse and map export lines: None picks one per CPU beyond the run's own (at
+    # most 4) for large exports and none for small ones; 0 maps in the run's own process.
     map_workers: int | None = None
 
 

@@ -713,14 +713,11 @@ class UsersSync:
         return self._reader
 
     def map_workers(self, export_bytes: int) -> int:
-        """Worker processes for an export of this size: as configured, else one per CPU for large ones."""
+        """Worker processes for an export of this size: as configured, else `auto_map_workers`."""
         configured = self.ctx.config.sync.map_workers
         if configured is not None:
             return configured
-        cpus = usable_cpus()
-        if cpus < 2 or export_bytes < PARALLEL_MIN_BYTES:
-            return 0
-        return min(cpus, MAX_AUTO_WORKERS)
+        return auto_map_workers(export_bytes, usable_cpus())
 
     def _read_export(
         self, path: Path, member: int, line: int
@@ -737,7 +734,7 @@ class UsersSync:
             for chunk in chunks:
                 yield chunk, self._local_reader().read([x.raw for x in chunk])
             return
-        self.result.notes.append(f"export lines mapped in {workers} worker processes")
+        self.result.notes.append(f"export lines mapped in {workers} worker process{'es' if workers > 1 else ''}")
         sent: deque[list[ExportLine]] = deque()
 
         def raw_chunks() -> Iterator[list[bytes]]:
@@ -948,6 +945,15 @@ MISMATCH_COUNTERS = (
     "duplicate_whatsapp_id",
     "duplicate_landline_number_id",
 )
+
+
+def auto_map_workers(export_bytes: int, cpus: int) -> int:
+    """Mapping workers for a large export: one per CPU the run's own process leaves free, at most
+    MAX_AUTO_WORKERS. The run's process reads, looks up and sends on a core of its own, so more
+    workers than the other cores only add memory."""
+    if cpus < 2 or export_bytes < PARALLEL_MIN_BYTES:
+        return 0
+    return min(cpus - 1, MAX_AUTO_WORKERS)
 
 
 def import_keys_record(process_id: int) -> str:

@@ -25,6 +25,7 @@ from tajo_braze.sync.user_lines import (
     LineReader,
     LineRules,
 )
+from tajo_braze.sync.users import PARALLEL_MIN_BYTES, auto_map_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPING = load_mapping(ROOT / "mappings" / "default.yaml", base_dir=ROOT)
@@ -162,3 +163,9 @@ def test_a_worker_killed_mid_run_stops_the_read_with_the_cause() -> None:
         os.kill(pool.pids[1], signal.SIGKILL)
         with pytest.raises(MappingWorkerFailed, match="stopped unexpectedly"):
             list(answers)
+
+
+def test_large_exports_get_a_mapping_worker_per_core_the_run_leaves_free() -> None:
+    large, small = PARALLEL_MIN_BYTES, PARALLEL_MIN_BYTES - 1
+    assert [auto_map_workers(large, cpus) for cpus in (1, 2, 3, 4, 8, 64)] == [0, 1, 2, 3, 4, 4]
+    assert auto_map_workers(small, 8) == 0  # starting processes costs more than a small export

@@ -358,7 +358,7 @@ class ImportWriter:
             pending.append({"process_id": process, "keys_record": import_keys_record(process)})
             ctx.state.set_value(PENDING_IMPORTS, pending)
             # One record for the whole import: a row per key would dirty a b-tree page per contact.
-            ctx.state.set_value(import_keys_record(process), "\n".join(m.key for m in meta))
+            ctx.state.set_value(import_keys_record(process), [m.key for m in meta])
             position = sealed.position
             if position is not None and position[0] >= 0:
                 checkpoint = ctx.state.get_value(CHECKPOINT)
@@ -963,8 +963,7 @@ def import_keys_record(process_id: int) -> str:
 def imported_keys(state: StateStore, entry: Mapping[str, Any]) -> list[str]:
     """The fingerprint keys a pending import wrote, as recorded when it was committed."""
     if "keys_record" in entry:
-        text = state.get_value(entry["keys_record"]) or ""
-        return text.split("\n") if text else []
+        return list(state.get_value(entry["keys_record"]) or [])
     return list(state.iter_members(entry["keys_namespace"]))  # a state written before records
 
 

@@ -302,7 +302,10 @@ class _Rejected(Exception):
 class CompiledMapping:
     """A validated mapping with every rule pre-compiled for fast, pure conversions."""
 
-    __slots__ = ("rules", "identity_attribute", "_phone_attribute", "_to_brevo", "_to_braze", "_nested_dates")
+    __slots__ = (
+        "rules", "identity_attribute", "written_to_brevo", "_phone_attribute", "_to_brevo", "_to_braze",
+        "_nested_dates",
+    )  # fmt: skip
 
     def __init__(self, rules: Sequence[FieldRule]) -> None:
         self.rules: tuple[FieldRule, ...] = tuple(rules)
@@ -311,6 +314,11 @@ class CompiledMapping:
         self.identity_attribute: str | None = identity.brevo if identity else None
         phone = by_field.get("phone")
         self._phone_attribute: str | None = phone.brevo if phone else None
+        # The Brevo attributes `to_brevo` can fill besides EMAIL and the identity: SMS whenever the
+        # phone is mapped, and every other rule that flows to Brevo.
+        self.written_to_brevo: tuple[str, ...] = tuple(
+            r.brevo for r in self.rules if r.braze == "phone" or (r.to_brevo and r.braze not in IDENTITY_FIELDS)
+        )
         self._to_brevo = tuple(
             self._compile_to_brevo(r) for r in self.rules if r.to_brevo and r.braze not in IDENTITY_FIELDS
         )

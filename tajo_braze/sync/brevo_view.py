@@ -43,17 +43,11 @@ def identity_key(contact: BrevoContact, phone_name: str | None = "SMS") -> str:
     return f"brevo:{contact.id}"
 
 
-def users_half_attribute_names(mapping: CompiledMapping, *, with_identity: bool) -> list[str]:
+def users_half_attribute_names(mapping: CompiledMapping, *, with_identity: bool) -> tuple[str, ...]:
     """The Brevo attributes the Braze -> Brevo half writes for a user (EMAIL and EXT_ID aside)."""
-    names: list[str] = []
     if with_identity and mapping.identity_attribute:
-        names.append(mapping.identity_attribute)
-    for rule in mapping.rules:
-        if rule.braze == "phone":
-            names.append(rule.brevo)  # the users half writes SMS whenever the phone is mapped
-        elif rule.to_brevo and rule.braze not in IDENTITY_FIELDS:
-            names.append(rule.brevo)
-    return names
+        return (mapping.identity_attribute, *mapping.written_to_brevo)
+    return mapping.written_to_brevo
 
 
 def brevo_content_as_sent(

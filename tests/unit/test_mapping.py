@@ -774,3 +774,14 @@ def test_one_braze_value_maps_as_the_users_half_writes_it() -> None:
     assert mapping.brevo_value("first_name", "") is None
     assert mapping.brevo_value("loyalty_points", "many") is None  # never written: nothing to compare
     assert mapping.brevo_value("not_mapped", "x") is None
+
+
+def test_the_attributes_written_to_brevo_are_known_from_the_rules() -> None:
+    mapping = inline({
+        "external_id": "BRAZE_ID", "email": "email", "first_name": "FIRSTNAME",
+        "phone": {"brevo": "SMS", "direction": "brevo_to_braze"},
+        "nickname": {"brevo": "NICK", "direction": "brevo_to_braze"}, "tier": "TIER",
+    })  # fmt: skip
+    # SMS whenever the phone is mapped (the users half writes it), never EMAIL or the identity.
+    assert mapping.written_to_brevo == ("FIRSTNAME", "SMS", "TIER")
+    assert mapping.identity_attribute == "BRAZE_ID"

@@ -100,8 +100,7 @@ def child_main(request: Mapping[str, Any]) -> dict[str, Any]:
             return {"ok": True, "naive": naive_sync(connector, int(request["users"]))}
 
     tally = _instrument_clients()
-    sampler = RssSampler()
-    with sampler, BrazeConnector(request["config"]) as connector:
+    with BrazeConnector(request["config"]) as connector:
         if action == "install":
             connector.install()
             return {"ok": True}
@@ -123,10 +122,6 @@ def child_main(request: Mapping[str, Any]) -> dict[str, Any]:
         "ok": True,
         "wall_s": wall,
         "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        # The connector's worker processes count too: the largest sum seen of this process's RSS
-        # and its children's (sampled every 50 ms; shared library pages are counted in each).
-        "tree_rss_kib": max(sampler.peak_kib, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
-        "children_seen": sampler.children_seen,
         "cpu_s": _cpu_s(resource.RUSAGE_SELF),
         "children_cpu_s": _cpu_s(resource.RUSAGE_CHILDREN),
         "summary": summary,
@@ -142,9 +137,13 @@ def _cpu_s(who: int) -> float:
 
 
 class RssSampler:
-    """Peak of this process's RSS plus its descendants', read from /proc while a run goes on."""
+    """Peak of a process's RSS plus its descendants', read from /proc while a run goes on.
 
-    def __init__(self, every_s: float = 0.05) -> None:
+    It runs in the benchmark's own process, so its reads cost the measured run nothing.
+    """
+
+    def __init__(self, root_pid: int, every_s: float = 0.05) -> None:
+        self.root_pid = root_pid
         self.every_s = every_s
         self.peak_kib = 0
         self.children_seen = 0
@@ -172,7 +171,7 @@ class RssSampler:
         return found
 
     def sample(self) -> int:
-        pids, seen = [os.getpid()], {os.getpid()}
+        pids, seen = [self.root_pid], {self.root_pid}
         total = 0
         while pids:
             pid = pids.pop()
@@ -260,15 +259,27 @@ def _write_profile(profiler: Any, path: Path) -> None:
 def run_child(request: Mapping[str, Any], env: Mapping[str, str], timeout_s: float) -> dict[str, Any]:
     """Run one action in a fresh interpreter; its JSON answer, or the error it died of."""
     command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(dict(request))]
-    done = subprocess.run(
-        command, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout_s
+    child = subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode == 0 and lines:
+    # The run's worker processes count too: the largest sum seen of the child's RSS and its
+    # descendants' (sampled every 50 ms; shared library pages are counted in each).
+    with RssSampler(child.pid) as sampler:
+        try:
+            stdout, stderr = child.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if child.returncode == 0 and lines:
         answer: dict[str, Any] = json.loads(lines[-1])
+        if "maxrss_kib" in answer:
+            answer["tree_rss_kib"] = max(sampler.peak_kib, answer["maxrss_kib"])
+            answer["children_seen"] = sampler.children_seen
         return answer
-    tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-    return {"ok": False, "error": f"exit {done.returncode}: {tail[:500]}"}
+    tail = (stderr.strip().splitlines() or ["(no output)"])[-1]
+    return {"ok": False, "error": f"exit {child.returncode}: {tail[:500]}"}
 
 
 # ---------------------------------------------------------------------------- the sandbox process

@@ -623,3 +623,22 @@ def test_two_stores_on_one_file_see_each_others_writes(db_path: Path) -> None:
         assert sync_side.record_event("braze", "e1", {}) is False
         sync_side.put_fingerprints("ns", [("k", "f")])
         assert webhook_side.get_fingerprints("ns", ["k"]) == {"k": "f"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"b": 1, "a": [1, 2.5, None, True]},
+        {"é": "ü 🙂", "nested": {"z": 1e16, "y": float("nan"), "x": float("-inf")}},
+        {3: "integer keys", 1: "become text"},
+        10**30,
+        "plain text",
+        [],
+    ],
+)
+def test_values_are_stored_as_the_standard_json_module_writes_them(value: object) -> None:
+    # States written before the shared encoder hold this text: it must not change.
+    import json
+
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert state_module._dumps(value) == expected

@@ -609,8 +609,6 @@ class UsersSync:
         segment_id = self.resolve_segment()
         list_id = self.users_list_id()
         path, member, line = self.open_export(segment_id)
-        if export_size(path) >= PARALLEL_MIN_BYTES:
-            map_large_blocks_apart()  # 8 MB import bodies come and go for the whole run
         writer = ImportWriter(ctx, self.result, list_id)
         writer.take_dead_letters = self._take_dead_letters
         writer.defer_release = True
@@ -723,7 +721,10 @@ class UsersSync:
         self, path: Path, member: int, line: int
     ) -> Iterator[tuple[list[ExportLine], list[Outcome]]]:
         chunks = chunked(iter_export_lines(path, start_member=member, start_line=line), CHUNK_LINES)
-        workers = self.map_workers(export_size(path))
+        size = export_size(path)
+        if size >= PARALLEL_MIN_BYTES:
+            map_large_blocks_apart()  # 8 MB import bodies come and go for the whole run
+        workers = self.map_workers(size)
         pool = None
         if workers:
             try:

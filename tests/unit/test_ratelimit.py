@@ -284,12 +284,15 @@ def test_a_cautious_start_waits_one_short_window_and_leaves_long_buckets_alone()
     assert limiter.acquire(["per_second"]) == 0.0
 
 
+def fake_time_limiter(now: list[float], *buckets: Bucket) -> RateLimiter:
+    return RateLimiter(
+        buckets, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s), cautious_start_s=1.0
+    )
+
+
 def test_after_a_short_idle_the_cautious_start_waits_only_for_the_rest_of_the_window() -> None:
     now = [100.0]
-    limiter = RateLimiter(
-        [Bucket("per_second", 2, 1.0)], clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s),
-        cautious_start_s=1.0,
-    )  # fmt: skip
+    limiter = fake_time_limiter(now, Bucket("per_second", 2, 1.0))
     limiter.trust_idle_start(0.4)
     waited = limiter.acquire(["per_second"])
     assert 0.55 <= waited <= 0.75  # the window (1 s and its safety margins) less the 0.4 s idle
@@ -297,20 +300,11 @@ def test_after_a_short_idle_the_cautious_start_waits_only_for_the_rest_of_the_wi
 
 def test_an_idle_start_is_trusted_when_the_caller_knows_the_buckets_are_unused() -> None:
     now = [100.0]
-    limiter = RateLimiter(
-        [Bucket("per_second", 2, 1.0)], clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s),
-        cautious_start_s=1.0,
-    )  # fmt: skip
+    limiter = fake_time_limiter(now, Bucket("per_second", 2, 1.0))
     limiter.trust_idle_start()
     assert limiter.acquire(["per_second"]) == 0.0
     assert limiter.acquire(["per_second"]) == 0.0
     assert limiter.acquire(["per_second"]) > 0.9  # the bucket itself still holds
-
-
-def fake_time_limiter(now: list[float], *buckets: Bucket) -> RateLimiter:
-    return RateLimiter(
-        buckets, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s), cautious_start_s=1.0
-    )
 
 
 def test_the_previous_runs_requests_replace_the_cautious_start() -> None:

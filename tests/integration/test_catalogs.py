@@ -27,31 +27,13 @@ from tajo_braze.ratelimit import RateLimiter
 from tajo_braze.sandbox import Sandbox
 from tajo_braze.sync.catalogs import COMMIT_EVERY_PAGES, catalog_counts
 
-from .conftest import admin_post, config_for, env_for
+from .conftest import FakeClock, admin_post, config_for, env_for
 
 PAGES = "braze GET /catalogs/{catalog_name}/items"
 ITEM = "braze GET /catalogs/{catalog_name}/items/{item_id}"
 LISTING = "braze GET /catalogs"
 UPSERT = "brevo POST /products/batch"
 BOTH = {"products": {}, "stores": {}}
-
-
-class FakeClock:
-    """Time that moves only when someone sleeps: the sandbox, the connector and its limiters share it."""
-
-    def __init__(self) -> None:
-        self._now = time.time()
-        self._lock = threading.Lock()
-        self.slept = 0.0
-
-    def time(self) -> float:
-        with self._lock:
-            return self._now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self._now += max(0.0, seconds)
-            self.slept += max(0.0, seconds)
 
 
 class StopAfterCommits:
@@ -69,11 +51,6 @@ class StopAfterCommits:
 
     def close(self) -> None:
         return None
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

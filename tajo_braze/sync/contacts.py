@@ -653,8 +653,8 @@ class ContactsSync:
         modified_since, moves_cursor = self.read_window()
         if modified_since is None:
             self.seen_ids = array("q")
-        # Pages are read ahead while a chunk is mapped and written: the read is bound by Brevo's
-        # 10 calls a second, and the work on each page fits inside that wait.
+        # Pages are read ahead while a chunk is mapped and written, so the waits of Brevo's 10 calls
+        # a second overlap with that work (at 1M contacts the work itself is the longer of the two).
         try:
             for chunk in prefetched(chunked(self._contacts(modified_since), CHUNK_CONTACTS), depth=4):
                 self._process_chunk(chunk)

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
 from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
@@ -441,6 +442,21 @@ def _classify_exception(exc: requests.RequestException) -> _ConnectionProblem:
 
 
 # ----------------------------------------------------------------- ApiSession
+class _HeadersOnly(AuthBase):
+    """Leaves a request's headers as we set them.
+
+    Without an explicit auth, requests looks up ~/.netrc on every call and, on a match, replaces
+    the Authorization header (the Braze key) or adds the file's password to a Brevo call or an
+    export download. Passing this also spares that file lookup on each call.
+    """
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+HEADERS_ONLY = _HeadersOnly()
+
+
 class ApiSession:
     """What one API key needs to talk HTTP: base URL, auth, pooled connections, limiter, retries, audit."""
 
@@ -613,6 +629,7 @@ class ApiSession:
             with self._session.get(
                 url,
                 headers={"Range": "bytes=0-0", "User-Agent": USER_AGENT},
+                auth=HEADERS_ONLY,
                 timeout=self._timeout,
                 stream=True,
                 allow_redirects=True,
@@ -698,6 +715,7 @@ class ApiSession:
                     params=params,
                     data=body,
                     headers=dict(headers),
+                    auth=HEADERS_ONLY,
                     timeout=self._timeout,
                     allow_redirects=stream,  # API calls never follow redirects: the key must not travel
                     stream=stream,

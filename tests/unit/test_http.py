@@ -849,6 +849,37 @@ def test_probe_url_reports_status_with_a_ranged_get(rsps: responses.RequestsMock
     assert "Authorization" not in sent
 
 
+def test_a_netrc_file_never_changes_the_auth_we_send(
+    rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text(
+        "".join(
+            f"machine {host} login someone password netrc-password\n"
+            for host in ("rest.iad-01.braze.com", "api.brevo.com", "bucket.example")
+        ),
+        encoding="utf-8",
+    )
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    rsps.add(responses.POST, f"{BRAZE}/users/track", json={"message": "success"}, status=201)
+    rsps.add(responses.GET, f"{BREVO}/account", json={})
+    rsps.add(responses.GET, EXPORT_URL, body=b"zip")
+    rsps.add(responses.GET, EXPORT_URL, status=206, body=b"z")
+    braze, _ = make_session(clock=clock)
+    brevo, _ = make_session("brevo", clock=clock)
+
+    braze.request("POST", "/users/track", buckets=["x.minute"], json={"attributes": []})
+    brevo.request("GET", "/account", buckets=["x.minute"])
+    assert b"".join(braze.stream_get(EXPORT_URL, max_bytes=100)) == b"zip"
+    assert braze.probe_url(EXPORT_URL) == 206
+
+    sent = [call.request.headers for call in rsps.calls]
+    assert sent[0]["Authorization"] == f"Bearer {BRAZE_KEY}"
+    assert sent[1]["api-key"] == BREVO_KEY
+    assert all("Authorization" not in headers for headers in sent[1:])
+
+
 def test_repr_hides_the_key(clock: FakeClock) -> None:
     session, _ = make_session(clock=clock)
     assert BRAZE_KEY not in repr(session)

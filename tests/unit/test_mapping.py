@@ -602,6 +602,17 @@ def test_conversion_helpers_on_python_values() -> None:
             parse_number(bad)
 
 
+def test_phone_answers_are_the_same_when_asked_again() -> None:
+    # Answers are kept between calls: a repeat, an int beside its text, a refusal, all answer alike.
+    for _ in range(2):
+        assert to_e164("33612345678") == "+33612345678"
+        assert to_e164(33612345678) == "+33612345678"
+        assert to_e164("(415) 555-0134") == "+14155550134"
+        for bad in (True, 1, "12", ["+33612345678"], {"n": 1}, 4.0):
+            with pytest.raises(ValueError):
+                to_e164(bad)
+
+
 # ---------------------------------------------------------------- mapping problems
 def write(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "mapping.yaml"

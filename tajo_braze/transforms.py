@@ -148,26 +148,23 @@ def to_e164(value: Any) -> str:
     """
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError("not a phone number")
-    return _e164(value)
-
-
-# A contact's number is converted up to three times in one Brevo -> Braze read (its identity, its
-# Braze fields, the users half's view of it), and parsing costs ~25 µs: the latest answers are kept.
-@functools.lru_cache(maxsize=4096, typed=True)
-def _e164(value: str | int) -> str:
     text = str(value).strip()
     if not text or len(text) > 40:
         raise ValueError("not a phone number")
     if text.startswith("+"):
-        candidate = "+" + _NOT_DIGIT.sub("", text)
-    else:
-        digits = _NOT_DIGIT.sub("", text)
-        if digits.startswith("00"):
-            candidate = "+" + digits[2:]
-        elif len(digits) == 10:
-            candidate = "+1" + digits
-        else:
-            candidate = "+" + digits
+        return _e164("+" + _NOT_DIGIT.sub("", text))
+    digits = _NOT_DIGIT.sub("", text)
+    if digits.startswith("00"):
+        return _e164("+" + digits[2:])
+    if len(digits) == 10:
+        return _e164("+1" + digits)
+    return _e164("+" + digits)
+
+
+# One Brevo -> Braze read converts a number up to three times, in Brevo's form (`336...`) and in
+# Braze's (`+336...`), and parsing costs ~25 µs: the latest answers are kept, by `+<digits>`.
+@functools.lru_cache(maxsize=4096)
+def _e164(candidate: str) -> str:
     try:
         number = phonenumbers.parse(candidate, None)
     except phonenumbers.NumberParseException:

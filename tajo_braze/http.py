@@ -785,7 +785,11 @@ class ApiSession:
             throttled = issubclass(cls, RateLimited)
             self._bump(throttled=throttled)
             retryable = issubclass(cls, RETRYABLE_ERRORS) and (idempotent or throttled)
-            if throttled:
+            # A 429 whose own headers say requests remain is about something else than the rate
+            # (Braze: an export of this segment is still being built). Waiting for the bucket's
+            # reset, up to an hour, and holding every other call on it back, would not help.
+            rate_bound = throttled and not (rate.remaining is not None and rate.remaining > 0)
+            if rate_bound:
                 wait = self._throttle_wait(response.headers, rate, attempt)
             else:
                 wait = self._server_wait(response.headers) or backoff_delay(policy, attempt, self._rng)
@@ -797,7 +801,7 @@ class ApiSession:
                 vendor_code=_vendor_code(_parse_json(error_body)),
                 retry_after=wait if throttled else None,
             )
-            blocked_bucket = bucket if throttled else None
+            blocked_bucket = bucket if rate_bound else None
             if blocked_bucket is not None:
                 # Every thread holds back, not only this one: nothing on this bucket goes out
                 # before the reset. The next `acquire` does the waiting, on the limiter's clock.

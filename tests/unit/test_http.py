@@ -516,6 +516,36 @@ def test_429_without_reset_backs_off(rsps: responses.RequestsMock, clock: FakeCl
     assert clock.sleeps == expected_backoffs(policy, 2)
 
 
+def test_a_429_with_requests_remaining_backs_off_without_holding_the_bucket(
+    rsps: responses.RequestsMock, clock: FakeClock
+) -> None:
+    # Braze: a second export of a segment whose first export is still being built (a run that
+    # was killed after asking). The hourly bucket is far from spent: its reset is no answer.
+    policy = RetryPolicy(max_attempts=3)
+    busy = {
+        "x-ratelimit-limit": "250000",
+        "x-ratelimit-remaining": "249990",
+        "x-ratelimit-reset": str(int(NOW_EPOCH) + 2400),
+    }
+    for _ in range(2):
+        rsps.add(
+            responses.POST,
+            f"{BRAZE}/users/export/segment",
+            status=429,
+            json={"message": "An export of this segment is already in progress"},
+            headers=busy,
+        )
+    rsps.add(responses.POST, f"{BRAZE}/users/export/segment", status=201, json={"url": "u"})
+    session, limiter = make_session(clock=clock, retry=policy)
+
+    answer = session.request("POST", "/users/export/segment", buckets=["x.hour"], json={})
+
+    assert answer.status == 201
+    assert clock.sleeps == expected_backoffs(policy, 2)  # not 2,400 s
+    assert limiter.blocked == []
+    assert session.throttled_429 == 2
+
+
 def test_429_exhausting_attempts_raises_rate_limited_with_retry_after(
     rsps: responses.RequestsMock, clock: FakeClock
 ) -> None:

@@ -56,10 +56,9 @@ CHUNK_CONTACTS = 500
 # took 13.4-13.7 s against a 11.6 s bound, with two seconds 12.4 s.
 READ_AHEAD_CONTACTS = 20_000
 RETRY_DEAD_LETTERS_MAX = 200
-# Track batches waiting for the sender while it sends one. Stretches of contacts that each need
-# a write alternate with stretches that need none: in a profiled 1M first read, with 4 batches
-# the reader waited 34 s on a full queue while the sender sat idle 66 s of the 146.
-SEND_QUEUE_DEPTH = 32
+# Track batches waiting for the sender while it sends one: enough to ride out a slow answer.
+# Not more: the reader plans later contacts from email claims these batches have yet to commit.
+SEND_QUEUE_DEPTH = 4
 PLAN_SAMPLE = 5
 EMAIL_SUBSCRIBE = "email_subscribe"
 TRACK_MAX_OBJECTS = 75

@@ -109,7 +109,12 @@ def all_braze_users(sandbox: Sandbox) -> list[dict[str, Any]]:
 
 
 def all_brevo_contacts(sandbox: Sandbox) -> list[dict[str, Any]]:
-    return list(admin_get(sandbox, "brevo/contacts", offset=0, limit=10_000)["contacts"])
+    contacts: list[dict[str, Any]] = []
+    while True:  # the admin endpoint answers at most 10,000 contacts a call
+        page = admin_get(sandbox, "brevo/contacts", offset=len(contacts), limit=10_000)
+        contacts += page["contacts"]
+        if not page["contacts"] or len(contacts) >= page["count"]:
+            return contacts
 
 
 def brevo_end_state(sandbox: Sandbox) -> dict[str, Any]:
@@ -124,6 +129,24 @@ def brevo_end_state(sandbox: Sandbox) -> dict[str, Any]:
             "listIds": sorted(c.get("listIds") or []),
         }
     return state
+
+
+def braze_end_state(sandbox: Sandbox) -> dict[str, Any]:
+    """What Braze holds, without ids and timestamps, so two runs can be compared."""
+    state: dict[str, Any] = {}
+    for user in all_braze_users(sandbox):
+        aliases = sorted(f"{a['alias_label']}:{a['alias_name']}" for a in user.get("user_aliases") or [])
+        key = user.get("external_id") or ",".join(aliases) or user.get("email")
+        state[str(key)] = {
+            name: user.get(name) for name in ("email", "phone", "first_name", "last_name", "email_subscribe")
+        } | {"custom": user.get("custom_attributes"), "events": user["events"], "purchases": user["purchases"]}
+    return state
+
+
+def rows_imported(sandbox: Sandbox) -> int:
+    """Rows Brevo received in the imports that fill the users list (a row sent twice counts twice)."""
+    imports = admin_get(sandbox, "brevo/imports")["imports"]
+    return sum(int(i.get("rows_received", 0)) for i in imports if i.get("list_ids"))
 
 
 # ------------------------------------------------------------------ on a fake clock

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,30 +25,19 @@ from .conftest import (
     admin_post,
     all_braze_users,
     all_brevo_contacts,
+    braze_end_state,
     braze_user,
     braze_user_by_alias,
     change_contact,
     contacts_with_braze_users,
-    env_for,
     settled_world,
     write_config,
     writes_during,
 )
+from .processes import sync_process, wait_for
 
 TRACK = "braze POST /users/track"
 NEWSLETTER, CUSTOMERS = 2, 3  # the lists every seeded Brevo account has
-
-
-def braze_end_state(sandbox: Sandbox) -> dict[str, Any]:
-    """What Braze holds, without ids and timestamps, so two runs can be compared."""
-    state: dict[str, Any] = {}
-    for user in all_braze_users(sandbox):
-        aliases = sorted(f"{a['alias_label']}:{a['alias_name']}" for a in user.get("user_aliases") or [])
-        key = user.get("external_id") or ",".join(aliases) or user.get("email")
-        state[str(key)] = {
-            name: user.get(name) for name in ("email", "phone", "first_name", "last_name", "email_subscribe")
-        } | {"custom": user.get("custom_attributes")}
-    return state
 
 
 # ------------------------------------------------------------------ changed contacts
@@ -337,28 +322,6 @@ def test_dry_run_plans_the_writes_without_making_them(
 
 
 # ------------------------------------------------------------------ kill and resume
-def sync_process(config: Path, sandbox: Sandbox) -> subprocess.Popen[str]:
-    command = [
-        sys.executable, "-m", "tajo_braze.cli", "connectors", "sync", "braze", "--config", str(config),
-        "--resources", "users", "--direction", "brevo_to_braze", "--batch-size", "10", "--json",
-    ]  # fmt: skip
-    return subprocess.Popen(
-        command,
-        env={**os.environ, **env_for(sandbox)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(condition: Callable[[], bool], deadline_s: float = 60.0) -> None:
-    """Wait for the other process to reach a point: polling with a deadline, not a fixed sleep."""
-    end = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < end, "the sync never reached the kill point"
-        time.sleep(0.001)
-
-
 def outside_changes(sandbox: Sandbox) -> set[int]:
     """The same marketer edits in every world: 120 renames, 3 blocklistings, 4 list joins; the ids touched."""
     contacts = all_brevo_contacts(sandbox)
@@ -403,12 +366,12 @@ def test_kill_and_resume_gives_the_same_end_state(
     config = write_config(killed, tmp_path / "killed", direction="both")
     start = killed.request_counts().get(TRACK, 0)
     for calls in (3, 8):  # killed after the 3rd and after the 8th call of 10 objects
-        process = sync_process(config, killed)
+        process = sync_process(config, killed, direction="brevo_to_braze", batch_size=10)
         wait_for(lambda calls=calls: killed.request_counts().get(TRACK, 0) >= start + calls)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         assert process.returncode == -signal.SIGKILL
-    final = sync_process(config, killed)
+    final = sync_process(config, killed, direction="brevo_to_braze", batch_size=10)
     out, err = final.communicate(timeout=120)
     assert final.returncode == 0, err
     summary = json.loads(out)

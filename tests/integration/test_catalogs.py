@@ -5,10 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +25,7 @@ from tajo_braze.sandbox import Sandbox
 from tajo_braze.sync.catalogs import COMMIT_EVERY_PAGES, catalog_counts
 
 from .conftest import FakeClock, admin_post, config_for, env_for
+from .processes import sync_process, wait_for
 
 PAGES = "braze GET /catalogs/{catalog_name}/items"
 ITEM = "braze GET /catalogs/{catalog_name}/items/{item_id}"
@@ -314,21 +312,6 @@ def test_items_shifted_past_the_reader_are_confirmed_not_deleted(
     assert world.violations() == []
 
 
-def sync_process(config: Path, sandbox: Sandbox) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "tajo_braze.cli", "connectors", "sync", "braze", "--config", str(config),
-               "--resources", "catalogs", "--json"]
-    env = {**os.environ, **env_for(sandbox)}
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition: Callable[[], bool], deadline_s: float = 60.0) -> None:
-    """Wait for the other process to reach a point: polling with a deadline, not a fixed sleep."""
-    end = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < end, "the sync never reached the kill point"
-        time.sleep(0.001)
-
-
 def test_sigkill_mid_pass_then_resume_gives_the_clean_end_state(
     make_world: Callable[..., Sandbox], tmp_path: Path
 ) -> None:
@@ -349,7 +332,7 @@ def test_sigkill_mid_pass_then_resume_gives_the_clean_end_state(
     config = state_dir / "tajo.yaml"
     config.write_text(yaml.safe_dump(catalog_config(world, state_dir, {"products": {}})), encoding="utf-8")
 
-    process = sync_process(config, world)
+    process = sync_process(config, world, resources="catalogs")
     wait_for(lambda: world.request_counts().get(PAGES, 0) >= 5)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
@@ -361,7 +344,7 @@ def test_sigkill_mid_pass_then_resume_gives_the_clean_end_state(
     # A new process cannot know what the killed one sent in its last second, and Brevo's product
     # bucket allows 2 calls per second: a supervisor restarts a killed run later than that.
     wait_for(lambda: time.monotonic() - killed_at > 1.1)
-    resumed = sync_process(config, world)
+    resumed = sync_process(config, world, resources="catalogs")
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
     result = catalog_result(json.loads(out))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -35,6 +33,7 @@ from .conftest import (
     config_for,
     env_for,
 )
+from .processes import sync_process, wait_for
 
 EXPORT = "braze POST /users/export/segment"
 ADD = "brevo POST /contacts/lists/{list_id}/contacts/add"
@@ -436,38 +435,9 @@ def config_file(sandbox: Sandbox, state_dir: Path, **braze: Any) -> Path:
     return path
 
 
-def sync_process(config: Path, sandbox: Sandbox) -> subprocess.Popen[str]:
+def mirror_process(config: Path, sandbox: Sandbox) -> subprocess.Popen[str]:
     new_client(sandbox)
-    command = [
-        sys.executable,
-        "-m",
-        "tajo_braze.cli",
-        "connectors",
-        "sync",
-        "braze",
-        "--config",
-        str(config),
-        "--resources",
-        "segments",
-        "--batch-size",
-        "20",
-        "--json",
-    ]
-    return subprocess.Popen(
-        command,
-        env={**os.environ, **env_for(sandbox)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(condition: Callable[[], bool], deadline_s: float = 60.0) -> None:
-    """Poll for the other process to reach a point, with a deadline (no fixed sleep)."""
-    end = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < end, "the sync never reached the kill point"
-        time.sleep(0.001)
+    return sync_process(config, sandbox, resources="segments", batch_size=20)
 
 
 def prepared_world(make_world: Callable[..., Sandbox], make_mirror: MakeMirror, state_dir: Path) -> Sandbox:
@@ -506,7 +476,7 @@ def test_kill_and_resume_mid_mirror_gives_the_same_end_state(
     mirrored = ["engaged_users", "dormant_users"]
     clean = prepared_world(make_world, make_mirror, tmp_path / "clean")
     clean_before = clean.request_counts()
-    reference = sync_process(config_file(clean, tmp_path / "clean", mirror_segments=mirrored), clean)
+    reference = mirror_process(config_file(clean, tmp_path / "clean", mirror_segments=mirrored), clean)
     _, err = reference.communicate(timeout=120)
     assert reference.returncode in (0, 1), err
     calls = {e: clean.request_counts().get(e, 0) - clean_before.get(e, 0) for e in (ADD, REMOVE)}
@@ -524,13 +494,13 @@ def test_kill_and_resume_mid_mirror_gives_the_same_end_state(
     # removes together) counted over all the killed processes.
     kill_points = [((EXPORT,), 1), ((ADD, REMOVE), 3), ((ADD, REMOVE), 8), ((ADD, REMOVE), 13)]
     for endpoints, count in kill_points:
-        process = sync_process(config, world)
+        process = mirror_process(config, world)
         wait_for(lambda endpoints=endpoints, count=count: progress(endpoints) >= count)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         assert process.returncode == -signal.SIGKILL
 
-    final = sync_process(config, world)
+    final = mirror_process(config, world)
     out, err = final.communicate(timeout=120)
     assert final.returncode in (0, 1), err
     summary = json.loads(out)

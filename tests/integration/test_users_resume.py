@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,48 +12,14 @@ import pytest
 from tajo_braze.connector import BrazeConnector
 from tajo_braze.sandbox import Sandbox
 
-from .conftest import admin_get, brevo_end_state, env_for, write_config
+from .conftest import brevo_end_state, rows_imported, write_config
+from .processes import children_of, gone, sync_process, wait_for
 
 IMPORT = "brevo POST /contacts/import"
 EXPORT = "braze POST /users/export/segment"
 
 
-def sync_process(config: Path, sandbox: Sandbox, *extra: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "tajo_braze.cli", "connectors", "sync", "braze", "--config", str(config),
-               "--resources", "users", "--batch-size", "40", "--json", *extra]
-    env = {**os.environ, **env_for(sandbox)}
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition: Callable[[], bool], deadline_s: float = 60.0) -> None:
-    """Wait for the other process to reach a point; polling, with a deadline, not a fixed sleep."""
-    end = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < end, "the sync never reached the kill point"
-        time.sleep(0.001)
-
-
-def rows_imported(sandbox: Sandbox) -> int:
-    imports = admin_get(sandbox, "brevo/imports")["imports"]
-    return sum(int(i.get("rows_received", 0)) for i in imports if i.get("list_ids"))
-
-
-def children_of(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found.extend(int(x) for x in (task / "children").read_text().split())
-        except (OSError, ValueError):
-            continue
-    return found
-
-
-def gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"  # a zombie waits only to be reaped
+BATCH_SIZE = 40
 
 
 @pytest.mark.parametrize("map_workers", [None, 2], ids=["as-configured", "two-mapping-workers"])
@@ -70,7 +32,7 @@ def test_sigkill_at_several_points_then_resume_gives_the_clean_end_state(
     clean = make_world(users=900, seed=3)
     reference = make_connector(clean, tmp_path / "clean")
     reference.install()
-    reference.sync(type="full", resources=["users"], batch_size=40)
+    reference.sync(type="full", resources=["users"], batch_size=BATCH_SIZE)
     written = rows_imported(clean)
 
     world = make_world(users=900, seed=3)
@@ -82,7 +44,7 @@ def test_sigkill_at_several_points_then_resume_gives_the_clean_end_state(
     kill_points: list[tuple[str, int]] = [(EXPORT, 1), (IMPORT, 2), (IMPORT, 7), (IMPORT, 13)]
     orphans: list[int] = []
     for endpoint, count in kill_points:
-        process = sync_process(config, world)
+        process = sync_process(config, world, batch_size=BATCH_SIZE)
         wait_for(lambda endpoint=endpoint, count=count: world.request_counts().get(endpoint, 0) >= count)
         orphans += children_of(process.pid)
         process.send_signal(signal.SIGKILL)
@@ -92,14 +54,14 @@ def test_sigkill_at_several_points_then_resume_gives_the_clean_end_state(
         assert orphans  # the runs killed after the export had their workers running
     wait_for(lambda: all(gone(pid) for pid in orphans), deadline_s=20)  # workers leave with their run
 
-    final = sync_process(config, world)
+    final = sync_process(config, world, batch_size=BATCH_SIZE)
     out, err = final.communicate(timeout=120)
     assert final.returncode == 1, err  # finished; the seeded world always has users Brevo cannot hold
     summary = json.loads(out)
     assert summary["status"] == "partial"
     assert brevo_end_state(world) == brevo_end_state(clean)
     # Only batches in flight at a kill may be written twice (idempotent upserts), never the whole set again.
-    assert rows_imported(world) <= written + 40 * len(kill_points)
+    assert rows_imported(world) <= written + BATCH_SIZE * len(kill_points)
     assert world.violations() == []
 
 
@@ -109,7 +71,7 @@ def test_sigint_stops_at_a_safe_point_with_exit_4_and_resumes(
     world = make_world(users=900, seed=3, faults="latency=15+5")
     config = write_config(world, tmp_path)
     make_connector(world, tmp_path).install()
-    process = sync_process(config, world)
+    process = sync_process(config, world, batch_size=BATCH_SIZE)
     wait_for(lambda: world.request_counts().get(IMPORT, 0) >= 2)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
@@ -118,7 +80,7 @@ def test_sigint_stops_at_a_safe_point_with_exit_4_and_resumes(
     before = world.request_counts().get(IMPORT, 0)
     world.set_faults(None)
 
-    resumed = sync_process(config, world)
+    resumed = sync_process(config, world, batch_size=BATCH_SIZE)
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 1, err
     assert "resumed export" in " ".join(json.loads(out)["resources"][0]["notes"])

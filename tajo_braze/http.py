@@ -702,14 +702,18 @@ class ApiSession:
         reached_server = False
         while True:
             attempt += 1
+            sent_at: float | None = None
             if buckets:
-                waited += self._wait_for_limiter(
+                limiter_wait, sent_at = self._wait_for_limiter(
                     buckets, budget=policy.max_total_wait_s - waited, method=method, path=logged_path
                 )
+                waited += limiter_wait
             self._count(count_key)
             started = time.monotonic()
             try:
-                response = self._session.request(
+                response = self._answered_request(
+                    buckets,
+                    sent_at,
                     method,
                     url,
                     params=params,
@@ -818,9 +822,21 @@ class ApiSession:
                 waited += wait
             self._bump(retry=True)
 
-    def _wait_for_limiter(self, buckets: Sequence[str], *, budget: float, method: str, path: str) -> float:
-        """Acquire the buckets and return the seconds waited, unless that would block longer
-        than the retry budget allows.
+    def _answered_request(
+        self, buckets: Sequence[str], sent_at: float | None, method: str, url: str, **options: Any
+    ) -> requests.Response:
+        """One HTTP exchange; its rate-limit slots count from when it ends (`RateLimiter.answered`)."""
+        try:
+            return self._session.request(method, url, **options)
+        finally:
+            if sent_at is not None:
+                self._limiter.answered(buckets, sent_at)
+
+    def _wait_for_limiter(
+        self, buckets: Sequence[str], *, budget: float, method: str, path: str
+    ) -> tuple[float, float]:
+        """Acquire the buckets and return the seconds waited and the send's time for
+        `RateLimiter.answered`, unless that would block longer than the retry budget allows.
 
         After a 429 whose reset is an hour away (Brevo's hourly buckets, Braze's shared default),
         every later call would otherwise sleep silently inside `acquire`; raising RateLimited
@@ -835,7 +851,7 @@ class ApiSession:
                 permission=None,
                 attempts=0,
             )
-        return self._limiter.acquire(buckets)
+        return self._limiter.take(buckets)
 
     @staticmethod
     def _read_error_body(response: requests.Response, *, stream: bool) -> bytes:

@@ -17,9 +17,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-# Absorbs the delay between our send and the server's receive, so a server's window never
-# sees more requests than ours did.
-TRANSIT_PADDING_S = 0.05
+# How often a full bucket looks again when what holds it is a request still waiting for its answer.
+UNANSWERED_POLL_S = 0.005
 CLOCK_EPSILON_S = 1e-6
 # The longest reset a server's header is believed for. Headers may describe a longer window than
 # the bucket they are filed under (an hourly quota seen on a per-second bucket), but no vendor
@@ -45,13 +44,18 @@ class Bucket:
 class _BucketState:
     """Mutable bookkeeping of one bucket; only touched with the limiter's lock held."""
 
-    __slots__ = ("bucket", "window", "limit", "sent", "blocked_until", "server_budget", "server_reset_at")
+    __slots__ = (
+        "bucket", "window", "limit", "sent", "unanswered", "blocked_until", "server_budget", "server_reset_at"
+    )
 
     def __init__(self, bucket: Bucket, safety: float) -> None:
         self.bucket = bucket
-        self.window = bucket.window_s * (1.0 + safety) + TRANSIT_PADDING_S
+        self.window = bucket.window_s * (1.0 + safety)
         self.limit = bucket.limit  # lowered (never raised) by what the server says
         self.sent: deque[float] = deque(maxlen=bucket.limit)
+        # Sends still waiting for their answer, by time sent: each holds a slot until it comes,
+        # then enters `sent` at the answer's time.
+        self.unanswered: dict[float, int] = {}
         self.blocked_until = float("-inf")
         # What the server last said is left in its window, when that was less than we believed.
         self.server_budget: int | None = None
@@ -63,14 +67,20 @@ class _BucketState:
         sent = self.sent
         while sent and sent[0] <= cutoff:
             sent.popleft()
-        return len(sent)
+        return len(sent) + sum(self.unanswered.values())
 
     def wait_needed(self, now: float) -> float:
         """Seconds from `now` until one more request fits in this bucket (0 if it fits now)."""
         waits = [self.blocked_until - now]
-        if self.used(now) >= self.limit:
-            # The request `limit` places back must have left the window.
-            waits.append(self.sent[-self.limit] + self.window - now)
+        used = self.used(now)
+        if used >= self.limit:
+            # Enough of the logged sends must leave the window; when the ones still waiting for
+            # an answer fill it on their own, look again shortly.
+            leaving = used - self.limit
+            if leaving < len(self.sent):
+                waits.append(self.sent[leaving] + self.window - now)
+            else:
+                waits.append(UNANSWERED_POLL_S)
         if self.server_budget is not None:
             if now >= self.server_reset_at:
                 self.server_budget = None
@@ -82,6 +92,26 @@ class _BucketState:
         self.sent.append(now)
         if self.server_budget is not None:
             self.server_budget -= 1
+
+    def sent_unanswered(self, now: float) -> None:
+        self.unanswered[now] = self.unanswered.get(now, 0) + 1
+        if self.server_budget is not None:
+            self.server_budget -= 1
+
+    def answered(self, sent_at: float, now: float) -> None:
+        """The request sent at `sent_at` was answered at `now`: its slot counts from `now`.
+
+        The server counted it somewhere between the two; counting from the answer is the one
+        time that is never earlier, however long the request took to get there.
+        """
+        waiting = self.unanswered.get(sent_at, 0)
+        if waiting == 0:
+            return
+        if waiting == 1:
+            del self.unanswered[sent_at]
+        else:
+            self.unanswered[sent_at] = waiting - 1
+        self.sent.append(now)  # later than every other entry: the log stays in time order
 
 
 class RateLimiter:
@@ -176,6 +206,14 @@ class RateLimiter:
 
     def acquire(self, names: Sequence[str]) -> float:
         """Block until one request fits in every named bucket, record it, return seconds waited."""
+        return self._acquire(names, answer_expected=False)[0]
+
+    def take(self, names: Sequence[str]) -> tuple[float, float]:
+        """`acquire` for a request whose answer will be reported to `answered`: returns the
+        seconds waited and the time it was recorded at. Until `answered`, it keeps its slots."""
+        return self._acquire(names, answer_expected=True)
+
+    def _acquire(self, names: Sequence[str], *, answer_expected: bool) -> tuple[float, float]:
         states = [self._state(name) for name in dict.fromkeys(names)]
         started = self._clock()
         while True:
@@ -185,10 +223,26 @@ class RateLimiter:
                 # A wait below the clock's float resolution would never elapse.
                 if wait <= CLOCK_EPSILON_S:
                     for state in states:
-                        state.record(now)
-                    return max(0.0, now - started)
+                        if answer_expected:
+                            state.sent_unanswered(now)
+                        else:
+                            state.record(now)
+                    return max(0.0, now - started), now
             # Sleep outside the lock so other threads can check buckets that are free.
             self._sleep(wait)
+
+    def answered(self, names: Sequence[str], sent_at: float) -> None:
+        """The request `take` recorded at `sent_at` has its answer (or failed): from now on it
+        holds its slots as if sent now.
+
+        Vendors count a request when it reaches them, which may be well after we sent it (a busy
+        server, a thread of ours waiting its turn). Counting it from its answer keeps any of our
+        windows from holding more than the limit as the server sees them, with no guessed margin.
+        """
+        with self._lock:
+            now = self._clock()
+            for name in dict.fromkeys(names):
+                self._state(name).answered(sent_at, now)
 
     def wait_estimate(self, names: Sequence[str]) -> float:
         """Seconds an `acquire(names)` made now would wait (nothing is recorded)."""
@@ -239,7 +293,9 @@ class RateLimiter:
             for name, state in self._states.items():
                 used = state.used(now)
                 remaining = max(0, state.limit - used)
-                reset_at = state.sent[-1] + state.window if used else now
+                reset_at = state.sent[-1] + state.window if state.sent else now
+                if state.unanswered:
+                    reset_at = max(reset_at, now + state.window)  # its window starts at its answer
                 if state.server_budget is not None and now < state.server_reset_at:
                     remaining = min(remaining, max(0, state.server_budget))
                     reset_at = max(reset_at, state.server_reset_at)

@@ -879,6 +879,27 @@ def test_probe_url_reports_status_with_a_ranged_get(rsps: responses.RequestsMock
     assert "Authorization" not in sent
 
 
+def test_a_call_holds_its_rate_limit_slot_from_its_answer(rsps: responses.RequestsMock, clock: FakeClock) -> None:
+    # A slow server counts the call whenever it arrives: the next one waits a window after the answer.
+    def slow_answer(request: Any) -> tuple[int, dict[str, str], str]:
+        clock.sleep(0.3)
+        return 200, {}, "{}"
+
+    rsps.add_callback(responses.GET, f"{BREVO}/contacts", callback=slow_answer)
+    rsps.add(responses.GET, f"{BREVO}/contacts", json={})
+    limiter = RateLimiter([Bucket("one.second", 1, 1.0)], clock=clock, sleep=clock.sleep, safety=0.0)
+    session = ApiSession(
+        api="brevo", base_url=BREVO, auth_headers={"api-key": BREVO_KEY}, limiter=limiter, sleep=clock.sleep
+    )
+
+    session.request("GET", "/contacts", buckets=["one.second"])
+    answered_at = clock()
+    session.request("GET", "/contacts", buckets=["one.second"])
+
+    assert clock() - answered_at == pytest.approx(1.0)
+    assert limiter.snapshot()["one.second"]["used_in_window"] == 1.0  # nothing left waiting for an answer
+
+
 def test_a_netrc_file_never_changes_the_auth_we_send(
     rsps: responses.RequestsMock, clock: FakeClock, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tajo_braze.ratelimit import TRANSIT_PADDING_S, Bucket, RateLimiter
+from tajo_braze.ratelimit import Bucket, RateLimiter
 
 TOLERANCE = 1e-6
 
@@ -35,7 +35,7 @@ class FakeClock:
 
 
 def padded(bucket: Bucket, safety: float = 0.02) -> float:
-    return bucket.window_s * (1 + safety) + TRANSIT_PADDING_S
+    return bucket.window_s * (1 + safety)
 
 
 def assert_at_most_limit_per_window(stamps: list[float], limit: int, window: float) -> None:
@@ -115,6 +115,47 @@ def test_threads_contending_for_one_bucket_are_still_paced() -> None:
     # 400 requests at 5 per window need at least 79 full windows of (fake) time, whatever the
     # interleaving; over-admission under contention would finish sooner.
     assert clock() - 1000.0 >= (400 / 5 - 1) * padded(bucket) - TOLERANCE
+
+
+def test_a_request_holds_its_slot_from_its_answer_not_its_send() -> None:
+    # The server counts a request when it arrives, anywhere between our send and its answer.
+    clock = FakeClock()
+    limiter = RateLimiter([Bucket("b", 1, 1.0)], clock=clock, sleep=clock.sleep, safety=0.0)
+    _, sent_at = limiter.take(["b"])
+    clock.advance(0.4)  # a slow answer
+    limiter.answered(["b"], sent_at)
+
+    assert limiter.acquire(["b"]) == pytest.approx(1.0)  # one window after the answer, not 0.6
+    assert clock() == pytest.approx(1001.4)
+
+
+def test_a_request_still_unanswered_keeps_its_slot_past_the_window() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([Bucket("b", 1, 1.0)], clock=clock, sleep=clock.sleep, safety=0.0)
+    _, slow = limiter.take(["b"])
+    clock.advance(3.0)
+
+    assert limiter.wait_estimate(["b"]) > 0
+    assert limiter.snapshot()["b"]["remaining"] == 0.0
+    limiter.answered(["b"], slow)
+    assert limiter.wait_estimate(["b"]) == pytest.approx(1.0)  # its window starts at its answer
+
+
+def test_answers_of_requests_sent_at_the_same_instant_free_one_slot_each() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([Bucket("b", 3, 1.0)], clock=clock, sleep=clock.sleep, safety=0.0)
+    sends = [limiter.take(["b"])[1] for _ in range(3)]
+    assert len(set(sends)) == 1
+    clock.advance(2.0)
+    limiter.answered(["b"], sends[0])
+    limiter.answered(["b"], sends[1])
+
+    assert limiter.snapshot()["b"]["used_in_window"] == 3.0  # two answered just now, one waiting
+    clock.advance(1.0)
+    assert limiter.snapshot()["b"]["used_in_window"] == 1.0
+    limiter.answered(["b"], sends[2])
+    limiter.answered(["b"], sends[2])  # a second report of one answer changes nothing
+    assert limiter.snapshot()["b"]["used_in_window"] == 1.0
 
 
 def test_observe_with_low_remaining_slows_us_down_until_the_server_reset() -> None:

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import threading
 import time
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as day_start
 from typing import Any
 
-from ..batching import InOrderSender, chunked, prefetched
+from ..batching import GatedCommits, chunked, prefetched, with_last
 from ..clients.braze import EXPORT_IDS_MAX
 from ..consent import CONSENT_NAMESPACE, ConsentRecord, decide
 from ..errors import PermanentApiError
@@ -443,6 +445,11 @@ class TrackWriter:
     read and planned: the read is paced by Brevo's limit, and waiting for Braze's answers on the
     same thread would add to it. The counts the sender keeps are its own (created, updated,
     failed, attributes, consent writes); the reader's thread never writes them.
+
+    The reader plans a chunk from state (email claims, the users half's fingerprints) that the
+    commits of earlier chunks move. So that what it reads does not depend on timing, chunk n is
+    planned on the commits of chunks up to n-2, all of them and nothing later: `begin_chunk`
+    waits for those, and a batch flushed in chunk n-1 is committed only once chunk n is planned.
     """
 
     def __init__(
@@ -455,10 +462,33 @@ class TrackWriter:
         sync = ctx.config.sync
         self.size = track_batch_size(sync.track_batch_size, sync.track_objects_cap, ctx.batch_size)
         self.pending: list[PendingUpdate] = []
+        self.chunk = 0
+        # Braze profiles written by batches not answered yet: a lookup of one waits for the answer.
+        self._unanswered: Counter[tuple[str, ...]] = Counter()
+        self._unanswered_lock = threading.Lock()
         # A stop request holds back the batches not sent yet: the next run reads them again.
-        self._sender = InOrderSender(
-            self._send, name="braze-track-sender", depth=SEND_QUEUE_DEPTH, hold=ctx.stop.is_set
+        self._sender: GatedCommits[list[PendingUpdate], dict[int, str]] = GatedCommits(
+            self._post, self._commit, name="braze-track-sender", depth=SEND_QUEUE_DEPTH, hold=ctx.stop.is_set
         )
+
+    def begin_chunk(self, number: int) -> None:
+        """Wait until state holds the commits chunk `number` is planned on (see the class)."""
+        self.chunk = number
+        if not self.ctx.dry_run:
+            self._sender.wait_committed(number - 2)
+            self.catch_up.settle()
+
+    def planned(self, number: int, *, last: bool) -> None:
+        """Chunk `number` has read what it needs: the batches of the chunk before may commit, and
+        its own too when no chunk follows (nothing reads after it)."""
+        self._sender.allow(number if last else number - 1)
+
+    def wait_for_writes_to(self, profiles: Iterable[tuple[str, ...]]) -> None:
+        """Before Braze is read for these profiles: wait for the answers of queued writes to them."""
+        with self._unanswered_lock:
+            writing = any(who in self._unanswered for who in profiles)
+        if writing:
+            self._sender.wait_sent()
 
     def add(self, update: PendingUpdate) -> None:
         self.pending.append(update)
@@ -476,7 +506,9 @@ class TrackWriter:
                 self._count(update)
             self.catch_up.write([u.expected for u in batch if u.expected and not u.expected.brevo_holds_it])
             return
-        self._sender.submit(batch)
+        with self._unanswered_lock:
+            self._unanswered.update(u.plan.memory.who for u in batch)
+        self._sender.submit(batch, self.chunk)
         ctx.check_stop()
 
     def close(self) -> None:
@@ -485,17 +517,29 @@ class TrackWriter:
         if self._sender.held:
             self.ctx.check_stop()  # batches were held back by a stop request: the run is interrupted
 
-    def _send(self, batch: list[PendingUpdate]) -> None:
-        ctx = self.ctx
+    def _post(self, batch: list[PendingUpdate]) -> dict[int, str]:
+        """Send one batch; the index -> reason of the objects Braze did not apply."""
         failed: dict[int, str] = {}
         try:
-            answer = ctx.braze.track(attributes=[u.body for u in batch])
+            answer = self.ctx.braze.track(attributes=[u.body for u in batch])
         except PermanentApiError as exc:
             # Braze refused the whole request (nothing of it was applied): every record keeps its reason.
             answer = TrackResult(0, 0, 0)
             failed = {i: f"Braze refused the request: {exc.user_message}" for i in range(len(batch))}
+        finally:
+            with self._unanswered_lock:
+                self._unanswered.subtract(u.plan.memory.who for u in batch)
+                for update in batch:
+                    if self._unanswered[update.plan.memory.who] <= 0:
+                        del self._unanswered[update.plan.memory.who]
         failed.update(unattributed_failures(answer, len(batch)))
+        return failed
+
+    def _commit(self, batch: list[PendingUpdate], failed: dict[int, str]) -> None:
+        ctx = self.ctx
         done = [u for i, u in enumerate(batch) if i not in failed]
+        # The catch-up import sealed by an earlier commit lands first: it moves what this one reads.
+        self.catch_up.settle()
         with ctx.state.transaction():
             commit_updates(ctx, done)
             unheld = self.catch_up.remember([u.expected for u in done if u.expected is not None])
@@ -662,8 +706,10 @@ class ContactsSync:
         # a second overlap with that work (at 1M contacts the work itself is the longer of the two).
         read_ahead = READ_AHEAD_CONTACTS // CHUNK_CONTACTS
         try:
-            for chunk in prefetched(chunked(self._contacts(modified_since), CHUNK_CONTACTS), depth=read_ahead):
-                self._process_chunk(chunk)
+            chunks = prefetched(chunked(self._contacts(modified_since), CHUNK_CONTACTS), depth=read_ahead)
+            for number, (chunk, last) in enumerate(with_last(chunks)):
+                self.writer.begin_chunk(number)
+                self._process_chunk(chunk, number, last=last)
             self.writer.flush()
         except BaseException:
             users_half.close_quietly(self.writer)
@@ -706,7 +752,7 @@ class ContactsSync:
                 continue
             yield contact
 
-    def _process_chunk(self, contacts: Sequence[BrevoContact]) -> None:
+    def _process_chunk(self, contacts: Sequence[BrevoContact], number: int, *, last: bool) -> None:
         ctx = self.ctx
         state = ctx.state
         mapping = ctx.mapping
@@ -806,6 +852,7 @@ class ContactsSync:
                 body["subscription_groups"] = subscription_groups(self.email_groups, plan.consent_write)
             outgoing.append((item, plan, body))
         profiles = self._profiles_to_predict(outgoing, sent)
+        self.writer.planned(number, last=last)
         for item, plan, body in outgoing:
             expected = self._expectation(item, plan, sent, profiles)
             self.writer.add(PendingUpdate(item.contact, plan, body, expected))
@@ -849,6 +896,7 @@ class ContactsSync:
         )
         found: dict[tuple[str, ...], Mapping[str, Any]] = {}
         fields = self.ctx.mapping.fields_to_export()
+        self.writer.wait_for_writes_to(("external_id", external_id) for external_id in wanted)
         for start in range(0, len(wanted), EXPORT_IDS_MAX):
             batch = wanted[start : start + EXPORT_IDS_MAX]
             answer = self.ctx.braze.export_ids(external_ids=batch, fields_to_export=fields)
@@ -908,6 +956,7 @@ class ContactsSync:
         )
         found: dict[tuple[str, ...], dict[str, Any]] = {}
         addressable = [i for i in items if i.who[0] in ("external_id", "user_alias")]
+        self.writer.wait_for_writes_to(i.who for i in addressable)
         for start in range(0, len(addressable), EXPORT_IDS_MAX):
             batch = addressable[start : start + EXPORT_IDS_MAX]
             external_ids = [i.who[1] for i in batch if i.who[0] == "external_id"]

@@ -84,6 +84,11 @@ class BrevoCatchUp:
                 unsubscribe=expectation.blocklists,
             )
 
+    def settle(self) -> None:
+        """Let the import on its way land before state is read again (see `ImportWriter.settle`)."""
+        if self.writer is not None:
+            self.writer.settle()
+
     def finish(self, result: ResourceResult) -> None:
         writer = self.writer
         if writer is not None:

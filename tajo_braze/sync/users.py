@@ -307,6 +307,16 @@ class ImportWriter:
         """Wait for every sealed batch to be sent and committed; raise the sender's error if any."""
         self._sender.close()
 
+    def settle(self) -> None:
+        """Wait until the sealed batch on its way (if any) is committed; raise the sender's error if any.
+
+        Rows still filling a batch stay where they are: when they are sealed depends on the rows
+        alone, not on timing.
+        """
+        with self._sending:  # free once the batch on its way was committed
+            pass
+        self._sender.raise_if_failed()
+
     def inflight_meta(self) -> list[PendingRow]:
         """Rows sealed but not yet committed."""
         with self._lock:

@@ -5,12 +5,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from tajo_braze.batching import InOrderSender, chunked, prefetched
+from tajo_braze.batching import GatedCommits, InOrderSender, chunked, prefetched, with_last
 
 
 def test_chunks_keep_order_and_the_last_one_is_short() -> None:
     assert list(chunked(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
     assert list(chunked([], 3)) == []
+
+
+def test_with_last_flags_only_the_last_item() -> None:
+    assert list(with_last("abc")) == [("a", False), ("b", False), ("c", True)]
+    assert list(with_last([])) == []
 
 
 def test_prefetched_items_arrive_in_order_from_another_thread() -> None:
@@ -98,3 +103,102 @@ def test_in_order_sender_holds_back_work_while_asked_to() -> None:
         sender.submit(i)
     sender.close()
     assert done == [0] and sender.held == 3
+
+
+class GateLog:
+    """A GatedCommits whose sends and commits are logged, and whose sends wait for a go-ahead."""
+
+    def __init__(self, *, depth: int = 8, hold: threading.Event | None = None) -> None:
+        self.events: list[str] = []
+        self.lock = threading.Lock()
+        self.go: dict[int, threading.Event] = {}
+        self.answered = threading.Semaphore(0)
+        self.sender: GatedCommits[int, str] = GatedCommits(
+            self.send, self.commit, name="t", depth=depth, hold=hold.is_set if hold else None
+        )
+
+    def send(self, item: int) -> str:
+        self.go.setdefault(item, threading.Event()).wait(timeout=30)
+        self.log(f"sent {item}")
+        self.answered.release()
+        if item < 0:
+            raise ValueError(f"item {item} refused")
+        return f"answer {item}"
+
+    def commit(self, item: int, answer: str) -> None:
+        self.log(f"committed {item} ({answer})")
+
+    def log(self, event: str) -> None:
+        with self.lock:
+            self.events.append(event)
+
+    def release(self, *items: int) -> None:
+        for item in items:
+            self.go.setdefault(item, threading.Event()).set()
+
+
+def test_gated_commits_send_ahead_but_commit_only_what_was_allowed() -> None:
+    gate = GateLog()
+    gate.release(1, 2, 3)
+    gate.sender.submit(1, tag=0)
+    gate.sender.submit(2, tag=1)
+    gate.sender.submit(3, tag=1)
+    for _ in range(3):
+        assert gate.answered.acquire(timeout=30)
+    gate.sender.wait_sent()
+    assert gate.events == ["sent 1", "sent 2", "sent 3"]  # answered, none committed yet
+
+    gate.sender.allow(0)
+    gate.sender.wait_committed(0)
+    assert gate.events[3:] == ["committed 1 (answer 1)"]
+    gate.sender.close()  # closing allows everything left
+    assert gate.events[4:] == ["committed 2 (answer 2)", "committed 3 (answer 3)"]
+    assert gate.sender.held == 0
+
+
+def test_waiting_for_a_tag_waits_for_its_send_and_commit_only() -> None:
+    gate = GateLog()
+    gate.sender.allow(5)
+    gate.sender.submit(1, tag=0)
+    gate.sender.submit(2, tag=3)  # not released until the wait below has returned
+
+    def wait() -> None:
+        gate.sender.wait_committed(0)
+        gate.log("wait returned")
+
+    waiting = threading.Thread(target=wait)
+    waiting.start()
+    gate.release(1)
+    waiting.join(timeout=30)
+    assert gate.events == ["sent 1", "committed 1 (answer 1)", "wait returned"]
+    gate.release(2)
+    gate.sender.close()
+    assert gate.events[3:] == ["sent 2", "committed 2 (answer 2)"]
+
+
+def test_gated_commits_stop_at_the_first_error_and_raise_it_once() -> None:
+    gate = GateLog()
+    gate.release(1, -2, 3)
+    gate.sender.allow(9)
+    for item in (1, -2, 3):
+        gate.sender.submit(item, tag=0)
+    with pytest.raises(ValueError, match="item -2 refused"):
+        gate.sender.wait_committed(0)
+    assert gate.events == ["sent 1", "committed 1 (answer 1)", "sent -2"]
+    assert gate.sender.held == 1
+    gate.sender.close()  # the error was raised once
+    with pytest.raises(RuntimeError, match="earlier error"):
+        gate.sender.submit(4, tag=1)
+
+
+def test_gated_commits_hold_back_unsent_items_on_a_stop_but_commit_what_was_answered() -> None:
+    stop = threading.Event()
+    gate = GateLog(hold=stop)
+    gate.release(1)
+    gate.sender.submit(1, tag=0)
+    assert gate.answered.acquire(timeout=30)
+    gate.sender.wait_sent()
+    stop.set()
+    gate.sender.submit(2, tag=0)
+    gate.sender.close()
+    assert gate.events == ["sent 1", "committed 1 (answer 1)"] and gate.sender.held == 1

@@ -395,12 +395,18 @@ class BrazeConnector:
                         results.append(skipped)
                         continue
                     ctx.check_stop()
-                    if resource == "users" and half == "braze_to_brevo" and direction == "both":
+                    two_way_users = resource == "users" and half == "braze_to_brevo" and direction == "both"
+                    reverse = optional_module(REVERSE_USERS_MODULE) if two_way_users else None
+                    if reverse is not None:
+                        due = None if dry_run else state.get_value(reverse.REVERSE_DUE)
+                        if due is not None:
+                            results.append(_half_done_before(half, due))
+                            continue
                         # Brevo edits made since the last run must not be overwritten by this half.
-                        reverse = optional_module(REVERSE_USERS_MODULE)
-                        if reverse is not None:
-                            ctx.brevo_edits = reverse.read_brevo_edits(ctx)
+                        ctx.brevo_edits = reverse.read_brevo_edits(ctx)
                     results.append(module.run(ctx))
+                    if reverse is not None and not dry_run:
+                        state.set_value(reverse.REVERSE_DUE, {"run_id": run_id})
                     if resource == "users" and direction == "braze_to_brevo" and cfg.sync.deletes:
                         # In two-way runs the Brevo -> Braze half does this after its own deletions.
                         deletions = optional_module(DELETIONS_MODULE)
@@ -689,6 +695,17 @@ def _idle_since_last_run(state: StateStore) -> float | None:
         return None
     idle = (datetime.now(UTC) - finished).total_seconds() - IDLE_MARGIN_S
     return idle if idle > 0 else None
+
+
+def _half_done_before(half: str, due: Any) -> ResourceResult:
+    """The users half that a stopped two-way run finished: this run resumes with the other one."""
+    done = ResourceResult("users", direction=half)
+    run = f"run {due['run_id']}" if isinstance(due, dict) and due.get("run_id") else "an earlier run"
+    done.notes.append(
+        f"done by {run}, which stopped before its Brevo -> Braze half: this run finishes that half first; "
+        "Braze changes made since are read by the next run"
+    )
+    return done
 
 
 def _failed(results: Sequence[ResourceResult]) -> bool:

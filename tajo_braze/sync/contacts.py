@@ -58,8 +58,11 @@ CHUNK_CONTACTS = 500
 # took 13.4-13.7 s against a 11.6 s bound, with two seconds 12.4 s.
 READ_AHEAD_CONTACTS = 20_000
 RETRY_DEAD_LETTERS_MAX = 200
-# Track batches waiting for the sender while it sends one: enough to ride out a slow answer.
-# Not more: the reader plans later contacts from email claims these batches have yet to commit.
+# Set once the Braze -> Brevo half of a two-way run is done, until its Brevo -> Braze half is: a
+# two-way run stopped in between resumes with that half (see the connector).
+REVERSE_DUE = "users:brevo_to_braze_due"
+# Track batches waiting for the sender while it sends one: enough to ride out a slow answer. (How
+# far the reader runs ahead of the commits is fixed by TrackWriter's gate, not by this depth.)
 SEND_QUEUE_DEPTH = 4
 PLAN_SAMPLE = 5
 EMAIL_SUBSCRIBE = "email_subscribe"
@@ -504,7 +507,9 @@ class TrackWriter:
         if ctx.dry_run:
             for update in batch:
                 self._count(update)
-            self.catch_up.write([u.expected for u in batch if u.expected and not u.expected.brevo_holds_it])
+            self.catch_up.write(
+                self.catch_up.take([u.expected for u in batch if u.expected and not u.expected.brevo_holds_it])
+            )
             return
         with self._unanswered_lock:
             self._unanswered.update(u.plan.memory.who for u in batch)
@@ -693,12 +698,25 @@ class ContactsSync:
             return None, True
         return previous, True
 
+    def load_kept_fields(self) -> None:
+        """The fields whose Brevo edits the users half kept, in this run or in one stopped before this half."""
+        state = self.ctx.state
+        keys = list(state.iter_fingerprint_keys(users_half.KEPT_BREVO_FIELDS))
+        for key, text in state.get_fingerprints(users_half.KEPT_BREVO_FIELDS, keys).items():
+            self.ctx.kept_brevo_fields.setdefault(key, set()).update(name for name in text.split("\t") if name)
+
+    def forget_kept_fields(self) -> None:
+        state = self.ctx.state
+        state.delete_fingerprints(users_half.KEPT_BREVO_FIELDS, list(state.iter_fingerprint_keys(users_half.KEPT_BREVO_FIELDS)))
+
     # -- the loop
     def run(self) -> ResourceResult:
         ctx = self.ctx
         started = time.monotonic()
         read_started = datetime.fromtimestamp(ctx.clock(), UTC)
         self.load_list_names()
+        self.load_kept_fields()
+        self.catch_up.resume()
         modified_since, moves_cursor = self.read_window()
         if modified_since is None:
             self.seen_ids = array("q")
@@ -724,8 +742,12 @@ class ContactsSync:
                 deletions.propagate_brevo_deletions(ctx, self.result, self.seen_ids)
             if ctx.direction == "both":
                 deletions.propagate_braze_deletions(ctx, self.result)
-        if moves_cursor and not ctx.dry_run:
-            ctx.state.set_cursor(RESOURCE, DIRECTION, {"read_started_at": read_started.isoformat()})
+        if not ctx.dry_run:
+            with ctx.state.transaction():
+                if moves_cursor:
+                    ctx.state.set_cursor(RESOURCE, DIRECTION, {"read_started_at": read_started.isoformat()})
+                self.forget_kept_fields()
+                ctx.state.delete_value(REVERSE_DUE)
         self._summarize()
         self.result.duration_s = time.monotonic() - started
         return self.result

@@ -8,13 +8,15 @@ imports it to Brevo right away, the way the users half would on the next run: th
 body, the users list, fingerprints and claims committed once Brevo accepted the import. So two
 consecutive runs without outside changes write nothing the second time.
 
-A run killed between the Braze write and this import loses nothing: the next export shows the
-users half the difference, and it writes it then.
+The rows an acknowledged Braze write leaves to import are kept in state with that write's commit,
+until their import commits: a run stopped in between imports them when it resumes.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 from .. import jsonbytes
 from ..models import ResourceResult
@@ -24,13 +26,102 @@ from .context import SyncContext
 
 # Rows of this import carry no place in an export: the checkpoint of the users half never moves.
 NO_POSITION = (-1, 0)
+PENDING = "users:catch_up_pending"  # users half key -> CatchUpRow.encode(), until its import commits
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUpRow:
+    """One contact to import so that Brevo holds what Braze shows after our write."""
+
+    key: str
+    row: bytes  # the import row, as the users half builds it
+    record: users_half.SentRecord
+    blocklists: bool
+    previous: users_half.SentRecord | None  # the users half's fingerprint it replaces
+
+    @property
+    def pending(self) -> users_half.PendingRow:
+        return users_half.PendingRow(self.key, self.key, self.record, self.previous, self.previous is None)
+
+    def encode(self) -> str:
+        return json.dumps(
+            {
+                "row": self.row.decode("utf-8"),
+                "record": self.record.encode(),
+                "blocklists": self.blocklists,
+                "previous": self.previous.encode() if self.previous is not None else None,
+            }
+        )
+
+    @classmethod
+    def decode(cls, key: str, text: str) -> CatchUpRow | None:
+        try:
+            value = json.loads(text)
+            previous = value["previous"]
+            return cls(
+                key,
+                str(value["row"]).encode("utf-8"),
+                users_half.SentRecord.decode(str(value["record"])),
+                bool(value["blocklists"]),
+                users_half.SentRecord.decode(str(previous)) if previous is not None else None,
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
 
 
 class CatchUpWriter(users_half.ImportWriter):
-    """The users half's import writer, setting claims only where this side knows their owner."""
+    """The users half's import writer, setting claims only where this side knows their owner.
+
+    Two writes to one person in a run give two rows for one contact. Brevo keeps the first row
+    that names an identifier in a file and drops the rest, so a row that repeats an identifier of
+    a row still filling an import goes in the next import instead: the later one lands last.
+    """
+
+    def __init__(self, ctx: SyncContext, result: ResourceResult, list_id: int) -> None:
+        super().__init__(ctx, result, list_id)
+        self._buffers: tuple[int, int] = (0, 0)
+        self._identifiers: set[str] = set()
+
+    def add(
+        self, row: bytes, meta: users_half.PendingRow, position: tuple[int, int], *, unsubscribe: bool = False
+    ) -> None:
+        identifiers = _identifiers(meta)
+        if not self._filling().isdisjoint(identifiers):
+            self.flush(None)
+        super().add(row, meta, position, unsubscribe=unsubscribe)
+        self._filling().update(identifiers)
+
+    def _filling(self) -> set[str]:
+        """The identifiers of the rows in the buffers still filling (rebuilt when one was sealed)."""
+        buffers = (id(self.batch), id(self.blacklist))
+        if buffers != self._buffers:
+            self._buffers = buffers
+            self._identifiers = {i for m in (*self.batch.meta, *self.blacklist.meta) for i in _identifiers(m)}
+        return self._identifiers
 
     def _update_claims(self, meta: Sequence[users_half.PendingRow]) -> None:
         users_half.update_claims(self.ctx.state, users_half.claims_of(meta))
+
+    def _commit_also(self, meta: Sequence[users_half.PendingRow]) -> None:
+        # A later write to the same person may have replaced the pending row since: that one stays.
+        state = self.ctx.state
+        stored = state.get_fingerprints(PENDING, [m.key for m in meta])
+        imported = {m.key: m.record.encode() for m in meta}
+        done = [
+            key
+            for key, text in stored.items()
+            if (row := CatchUpRow.decode(key, text)) is None or row.record.encode() == imported.get(key)
+        ]
+        state.delete_fingerprints(PENDING, done)
+
+
+def _identifiers(meta: users_half.PendingRow) -> set[str]:
+    found = {meta.key}
+    if meta.record.email:
+        found.add(f"email:{meta.record.email}")
+    if meta.record.sms:
+        found.add(f"sms:{meta.record.sms}")
+    return found
 
 
 class BrevoCatchUp:
@@ -43,8 +134,9 @@ class BrevoCatchUp:
         self.writer: CatchUpWriter | None = None
         self.left = 0
 
-    def remember(self, expectations: Sequence[Expectation]) -> list[Expectation]:
-        """Set the fingerprints Brevo already holds (inside the caller's transaction); return the rest.
+    def remember(self, expectations: Sequence[Expectation]) -> list[CatchUpRow]:
+        """Set the fingerprints Brevo already holds (inside the caller's transaction); return the rows
+        to import for the rest, kept in state (same transaction) until their import commits.
 
         When this run writes, a person the users half never wrote is left to `write` even if Brevo
         holds the contents: its first import also puts the contact in the users list.
@@ -56,33 +148,52 @@ class BrevoCatchUp:
         held = [e for e in expectations if e.brevo_holds_it and (self.list_id is None or e.payload.key in known)]
         users_half.remember_sent(state, [(e.payload.key, e.record) for e in held])
         kept = {id(e) for e in held}
-        return [e for e in expectations if id(e) not in kept]
+        rows = self.take([e for e in expectations if id(e) not in kept])
+        if rows:
+            state.put_fingerprints(PENDING, ((row.key, row.encode()) for row in rows))
+        return rows
 
-    def write(self, expectations: Sequence[Expectation]) -> None:
-        """Queue the imports that give Brevo what Braze will show (after the Braze write committed)."""
+    def take(self, expectations: Sequence[Expectation]) -> list[CatchUpRow]:
+        """The import rows of the people this run catches Brevo up with, decided on state as it is now.
+
+        A person whose email or phone another profile claims is left to the users half's next run.
+        """
         if not expectations:
-            return
+            return []
         if self.list_id is None:
             self.left += len(expectations)
-            return
-        rows = {
+            return []
+        state = self.ctx.state
+        taken = {
             m.key: m
-            for m in users_half.rows_to_take_over(
-                self.ctx.state, [(e.payload.key, e.record) for e in expectations]
-            )
+            for m in users_half.rows_to_take_over(state, [(e.payload.key, e.record) for e in expectations])
         }
-        writer = self._writer(self.list_id)
-        for expectation in expectations:
-            row = rows.get(expectation.payload.key)
-            if row is None:
-                self.left += 1  # another profile claims its email or phone: the users half decides
+        rows: list[CatchUpRow] = []
+        for e in expectations:
+            meta = taken.get(e.payload.key)
+            if meta is None:
+                self.left += 1
                 continue
-            writer.add(
-                jsonbytes.dumps(users_half.import_row(expectation.payload)),
-                row,
-                NO_POSITION,
-                unsubscribe=expectation.blocklists,
-            )
+            row = jsonbytes.dumps(users_half.import_row(e.payload))
+            rows.append(CatchUpRow(meta.key, row, meta.record, e.blocklists, meta.previous))
+        return rows
+
+    def resume(self) -> None:
+        """Queue the imports a stopped run left to do (see `remember`)."""
+        if self.list_id is None or self.ctx.dry_run:
+            return
+        state = self.ctx.state
+        keys = list(state.iter_fingerprint_keys(PENDING))
+        stored = state.get_fingerprints(PENDING, keys) if keys else {}
+        self.write([row for key, text in sorted(stored.items()) if (row := CatchUpRow.decode(key, text))])
+
+    def write(self, rows: Sequence[CatchUpRow]) -> None:
+        """Queue the imports that give Brevo what Braze will show (after the Braze write committed)."""
+        if not rows or self.list_id is None:
+            return
+        writer = self._writer(self.list_id)
+        for row in rows:
+            writer.add(row.row, row.pending, NO_POSITION, unsubscribe=row.blocklists)
 
     def settle(self) -> None:
         """Let the import on its way land before state is read again (see `ImportWriter.settle`)."""

@@ -63,6 +63,9 @@ CHECKPOINT = "users:export_checkpoint"
 LAST_EXPORT = "users:last_export"
 PENDING_IMPORTS = "users:pending_imports"
 USERS_LIST = "brevo:users_list_id"
+# Per key, the Braze fields whose Brevo edit a two-way run kept: its Brevo -> Braze half carries
+# them to Braze. Kept in state so that a run stopped between the halves still does.
+KEPT_BREVO_FIELDS = "users:kept_brevo_fields"
 SEGMENT_IDS = "braze:segment_ids"
 
 CHUNK_LINES = 500
@@ -364,6 +367,7 @@ class ImportWriter:
                 ctx.state.add_dead_letters(sealed.dead, run_id=ctx.run_id)
             ctx.state.put_fingerprints(FINGERPRINTS, ((m.key, m.record.encode()) for m in meta))
             self._update_claims(meta)
+            self._commit_also(meta)
             pending = ctx.state.get_value(PENDING_IMPORTS) or []
             pending.append({"process_id": process, "keys_record": import_keys_record(process)})
             ctx.state.set_value(PENDING_IMPORTS, pending)
@@ -402,6 +406,9 @@ class ImportWriter:
 
     def _update_claims(self, meta: Sequence[PendingRow]) -> None:
         update_claims(self.ctx.state, meta)
+
+    def _commit_also(self, meta: Sequence[PendingRow]) -> None:
+        """What a subclass commits with an accepted import's fingerprints (inside the transaction)."""
 
 
 def update_claims(state: StateStore, meta: Sequence[PendingRow]) -> None:
@@ -873,7 +880,10 @@ class UsersSync:
         if not kept:
             return payload
         self.kept_edits += 1
-        self.ctx.kept_brevo_fields.setdefault(payload.key, set()).update(kept)
+        fields = self.ctx.kept_brevo_fields.setdefault(payload.key, set())
+        fields.update(kept)
+        if not self.ctx.dry_run:
+            self.ctx.state.put_fingerprints(KEPT_BREVO_FIELDS, [(payload.key, "\t".join(sorted(fields)))])
         return dataclasses.replace(payload, attributes=attributes)
 
     def _diff(self, payload: ContactPayload, before: SentRecord | None) -> dict[str, Any]:

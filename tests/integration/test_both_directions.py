@@ -11,7 +11,10 @@ import requests
 import yaml
 
 from tajo_braze.connector import BrazeConnector
+from tajo_braze.errors import TransientApiError
 from tajo_braze.sandbox import Sandbox
+from tajo_braze.sync import contacts
+from tajo_braze.sync.settle import PENDING
 from tajo_braze.sync.users import FINGERPRINTS
 
 from .conftest import (
@@ -152,6 +155,64 @@ def test_a_brevo_edit_survives_a_braze_change_to_another_field_of_the_same_perso
         assert contacts[external_id]["attributes"]["LASTNAME"] == f"Braze {i}"
         user = braze_user(sandbox, external_id)
         assert user["first_name"] == f"Brevo {i}" and user["last_name"] == f"Braze {i}"
+    assert writes_during(sandbox, lambda: connector.sync(resources=["users"])) == {}
+    assert sandbox.violations() == []
+
+
+def test_a_run_stopped_between_its_halves_resumes_with_the_brevo_to_braze_half_and_keeps_brevo_edits(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector]
+) -> None:
+    sandbox, connector = settled_world(sandboxes, connectors)
+    people = synced_contacts(sandbox, connector)[:4]
+    for i, contact in enumerate(people):
+        change_contact(sandbox, contact["id"], {"attributes": {"FIRSTNAME": f"Brevo {i}"}})
+    rename_in_braze(sandbox, {c["attributes"]["EXT_ID"]: {"last_name": f"Braze {i}"} for i, c in enumerate(people)})
+    # The Braze -> Brevo half runs (keeping the Brevo edits); then Braze fails every write.
+    sandbox.set_faults("braze:/users/track:5xx=1")
+    with pytest.raises(TransientApiError):
+        connector.sync(resources=["users"])
+    sandbox.set_faults(None)
+    assert connector.status()["last_sync"]["status"] == "failed"
+
+    forward, reverse = connector.sync(resources=["users"])["resources"]
+    # The half done before is not run again, and the kept edits still cross to Braze.
+    assert forward["read"] == 0 and "stopped before its Brevo -> Braze half" in forward["notes"][0]
+    assert reverse["updated"] == 4
+    for i, contact in enumerate(people):
+        user = braze_user(sandbox, contact["attributes"]["EXT_ID"])
+        assert user["first_name"] == f"Brevo {i}" and user["last_name"] == f"Braze {i}"
+    # A whole two-way run again, which finds nothing to write.
+    forward, _ = connector.sync(resources=["users"])["resources"]
+    assert forward["read"] > 0
+    assert writes_during(sandbox, lambda: connector.sync(resources=["users"])) == {}
+    assert sandbox.violations() == []
+
+
+def test_catch_up_imports_left_by_a_failed_run_are_made_when_it_resumes(
+    sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox = sandboxes(users=300, contacts=200, seed=7)
+    connector = connectors(sandbox, direction="both")
+    connector.install()
+    reverse_half = contacts.ContactsSync.run
+
+    def failing_imports(sync: contacts.ContactsSync) -> Any:
+        # Braze takes the writes of the Brevo -> Braze half; Brevo refuses the imports catching it up.
+        sandbox.set_faults("brevo:/contacts/import:5xx=1")
+        return reverse_half(sync)
+
+    monkeypatch.setattr(contacts.ContactsSync, "run", failing_imports)
+    with pytest.raises(TransientApiError):
+        connector.sync(type="full", resources=["users"])
+    left = connector.state.count_fingerprints(PENDING)
+    assert left > 0  # acknowledged Braze writes whose Brevo import is still to make
+    monkeypatch.setattr(contacts.ContactsSync, "run", reverse_half)
+    sandbox.set_faults(None)
+
+    _, reverse = connector.sync(resources=["users"])["resources"]
+    assert connector.state.count_fingerprints(PENDING) == 0
+    assert any("what Braze now holds" in note for note in reverse["notes"])
+    # Brevo holds what Braze does: a whole two-way run finds nothing to write.
     assert writes_during(sandbox, lambda: connector.sync(resources=["users"])) == {}
     assert sandbox.violations() == []
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tajo_braze.models import ImportProcess, ResourceResult
 from tajo_braze.state import StateStore
 from tajo_braze.sync.context import SyncContext
+from tajo_braze.sync.settle import CatchUpWriter
 from tajo_braze.sync.users import (
     CHECKPOINT,
     FINGERPRINTS,
@@ -133,3 +134,30 @@ def test_imports_pending_in_a_state_that_kept_their_keys_as_a_member_set_are_con
     assert state.get_fingerprints(FINGERPRINTS, ["ext:a", "ext:b"]) == {"ext:b": "y"}
     assert state.count_members("users:import:7") == state.count_members("users:import:8") == 0
     assert state.get_value(PENDING_IMPORTS) == []
+
+
+def test_catch_up_rows_repeating_an_identifier_of_a_filling_import_go_in_the_next_one(tmp_path: Path) -> None:
+    # Brevo keeps the first row naming an identifier in a file and drops the others.
+    state = StateStore(tmp_path / "state.db")
+    brevo = RecordingBrevo()
+    writer = CatchUpWriter(make_ctx(state, brevo, 100), ResourceResult("users"), list_id=9)
+
+    def add(key: str, email: str | None, sms: str | None, name: str) -> None:
+        record = SentRecord(f"d-{name}", email, sms, False)
+        row = orjson.dumps({"ext_id": key[4:], "email": email, "attributes": {"FIRSTNAME": name}})
+        writer.add(row, PendingRow(key, key, record, None, True), (-1, 0))
+
+    add("ext:a", "a@x.io", None, "a, first")
+    add("ext:a", "a@x.io", None, "a, second")  # the same contact again
+    add("ext:b", "b@x.io", "+33600000001", "b")
+    add("ext:c", "c@x.io", "+33600000001", "c")  # b's phone number: the next import
+    add("ext:a", "a@x.io", None, "a, third")  # "a, second" was sealed: this one joins c
+    add("ext:d", "c@x.io", None, "d")  # c's email
+    writer.flush(None)
+    writer.close()
+    names = [[row["attributes"]["FIRSTNAME"] for row in body["jsonBody"]] for body in brevo.bodies]
+    assert names == [["a, first"], ["a, second", "b"], ["c", "a, third"], ["d"]]
+    for body in brevo.bodies:
+        for field in ("ext_id", "email"):
+            values = [row[field] for row in body["jsonBody"] if row[field]]
+            assert len(values) == len(set(values))

@@ -135,15 +135,21 @@ def test_a_field_changed_on_both_sides_converges_without_ping_pong(
     assert sandbox.violations() == []
 
 
+def edited_on_both_sides(sandbox: Sandbox, connector: BrazeConnector) -> list[dict[str, Any]]:
+    """Four synced people: Brevo edits their first name, Braze their last name (so the users half
+    imports them whole, and must keep Brevo's edit)."""
+    people = synced_contacts(sandbox, connector)[:4]
+    for i, contact in enumerate(people):
+        change_contact(sandbox, contact["id"], {"attributes": {"FIRSTNAME": f"Brevo {i}"}})
+    rename_in_braze(sandbox, {c["attributes"]["EXT_ID"]: {"last_name": f"Braze {i}"} for i, c in enumerate(people)})
+    return people
+
+
 def test_a_brevo_edit_survives_a_braze_change_to_another_field_of_the_same_person(
     sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector]
 ) -> None:
     sandbox, connector = settled_world(sandboxes, connectors)
-    people = synced_contacts(sandbox, connector)[:4]
-    for i, contact in enumerate(people):
-        change_contact(sandbox, contact["id"], {"attributes": {"FIRSTNAME": f"Brevo {i}"}})
-    # Braze changes another field of the same people: the users half imports them whole.
-    rename_in_braze(sandbox, {c["attributes"]["EXT_ID"]: {"last_name": f"Braze {i}"} for i, c in enumerate(people)})
+    people = edited_on_both_sides(sandbox, connector)
 
     forward, reverse = connector.sync(resources=["users"])["resources"]
     assert forward["updated"] == 4 and any("4 contact(s) keep fields edited in Brevo" in n for n in forward["notes"])
@@ -163,10 +169,7 @@ def test_a_run_stopped_between_its_halves_resumes_with_the_brevo_to_braze_half_a
     sandboxes: Callable[..., Sandbox], connectors: Callable[..., BrazeConnector]
 ) -> None:
     sandbox, connector = settled_world(sandboxes, connectors)
-    people = synced_contacts(sandbox, connector)[:4]
-    for i, contact in enumerate(people):
-        change_contact(sandbox, contact["id"], {"attributes": {"FIRSTNAME": f"Brevo {i}"}})
-    rename_in_braze(sandbox, {c["attributes"]["EXT_ID"]: {"last_name": f"Braze {i}"} for i, c in enumerate(people)})
+    people = edited_on_both_sides(sandbox, connector)
     # The Braze -> Brevo half runs (keeping the Brevo edits); then Braze fails every write.
     sandbox.set_faults("braze:/users/track:5xx=1")
     with pytest.raises(TransientApiError):

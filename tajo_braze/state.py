@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
+import orjson
+
 from tajo_braze.batching import chunked
 
 from .errors import RunLocked, StateError, UsageError
@@ -243,11 +245,29 @@ def utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-# One encoder for every value: json.dumps would build a new one per call (a fifth of its time).
+# orjson writes the same compact, key-sorted JSON several times faster (a first Brevo -> Braze read
+# stores a memory per contact). The standard encoder, built once, takes what orjson refuses:
+# integers beyond 64 bits, and NaN or infinities (which orjson would silently store as null).
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# Types orjson would write on its own (dates, dataclasses, str and int subclasses) go to the
+# standard encoder, which refuses or writes them as it always did.
+_ORJSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_NON_STR_KEYS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
 
 
 def _dumps(value: Any) -> str:
+    try:
+        text = orjson.dumps(value, option=_ORJSON_OPTIONS).decode("utf-8")
+    except TypeError:
+        text = ""
+    if text and "null" not in text:
+        return text
+    # Either orjson refused the value, or a null may stand for a NaN it could not write.
     try:
         return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
@@ -258,6 +278,7 @@ def _dumps(value: Any) -> str:
 
 
 def _loads(text: str) -> Any:
+    # Not orjson: it reads integers beyond 64 bits as floats.
     return json.loads(text)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sqlite3
@@ -394,6 +395,24 @@ def test_values_round_trip_as_json_and_can_be_deleted(store: StateStore) -> None
     assert store.get_value("export_job") == {"segment": "s1", "url": None, "parts": [1, 2]}
     store.delete_value("export_job")
     assert store.get_value("export_job") is None
+
+
+def test_values_keep_what_json_can_say_exactly(store: StateStore) -> None:
+    value = {
+        "huge": 10**30,  # beyond 64 bits
+        "nan": math.nan,
+        "inf": -math.inf,
+        "none": None,
+        "text": "Zoë +news@x",
+        "nested": {"b": [1, 2.5, True], "a": {}},
+    }
+    store.set_value("odd", value)
+    back = store.get_value("odd")
+    assert back["huge"] == 10**30 and isinstance(back["huge"], int)
+    assert math.isnan(back["nan"]) and back["inf"] == -math.inf
+    assert {k: v for k, v in back.items() if k not in ("nan", "inf")} == {
+        k: v for k, v in value.items() if k not in ("nan", "inf")
+    }
 
 
 def test_values_that_are_not_json_are_a_usage_error(store: StateStore) -> None:

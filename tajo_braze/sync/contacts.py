@@ -189,6 +189,8 @@ def brevo_change_wins(policy: str, *, braze_changed: bool) -> bool:
 
 def list_operations(current: Sequence[str], last: Sequence[str]) -> dict[str, list[str]] | None:
     """The simple-array update taking Braze's list attribute from `last` to `current`, or None."""
+    if current == last:  # both sorted: the usual case, no sets to build
+        return None
     now, before = set(current), set(last)
     add = sorted(now - before)
     remove = sorted(before - now)

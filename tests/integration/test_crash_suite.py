@@ -41,9 +41,9 @@ from .conftest import (
     rows_imported,
     write_config,
 )
+from .event_payloads import braze_activity as braze_activity_of
+from .event_payloads import brevo_events, closed_port, currents_open, opened, order, subscribed_users
 from .processes import children_of, gone, sync_process, wait_for
-from .test_events import braze_activity as braze_activity_of
-from .test_events import brevo_events, closed_port, currents_open, opened, order, subscribed_users
 
 # A Brevo account smaller than the Braze workspace; half its contacts are Braze users too.
 WORLD = {"users": 50_000, "contacts": 20_000, "seed": 5}

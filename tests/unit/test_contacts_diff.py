@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,12 +16,17 @@ from hypothesis import strategies as st
 
 from tajo_braze.consent import ConsentRecord
 from tajo_braze.mapping import CompiledMapping, load_mapping
-from tajo_braze.models import BrevoContact, TrackError, TrackResult
+from tajo_braze.models import BrevoContact, ResourceResult, TrackError, TrackResult
+from tajo_braze.state import StateStore
 from tajo_braze.sync.brevo_view import identity_key
 from tajo_braze.sync.contacts import (
+    FIELDS,
     ContactInputs,
     ContactMemory,
+    Counters,
+    PendingUpdate,
     PlanRules,
+    TrackWriter,
     braze_identifier,
     braze_value,
     brevo_change_wins,
@@ -34,7 +41,9 @@ from tajo_braze.sync.contacts import (
     track_batch_size,
     unattributed_failures,
 )
+from tajo_braze.sync.context import SyncContext
 from tajo_braze.sync.deletions import braze_delete_batches
+from tajo_braze.sync.settle import BrevoCatchUp
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -412,3 +421,42 @@ def test_a_contact_synced_once_has_nothing_left_to_send(
     assert again.memory == once.memory
     if echo and not member_of and not blacklisted:
         assert once.attributes == {}  # all of it came from Braze
+
+
+class RecordingBraze:
+    def __init__(self) -> None:
+        self.calls: list[list[dict[str, Any]]] = []
+
+    def track(self, *, attributes: list[dict[str, Any]]) -> TrackResult:
+        self.calls.append(attributes)
+        return TrackResult(len(attributes), 0, 0)
+
+
+def test_two_writes_to_one_profile_in_one_track_call_are_both_committed(
+    mapping: CompiledMapping, tmp_path: Path
+) -> None:
+    # Two Brevo contacts for one Braze person (one by ext_id, one by the email it claims).
+    braze = RecordingBraze()
+    ctx = SyncContext(
+        config=SimpleNamespace(sync=SimpleNamespace(track_batch_size=75, track_objects_cap=None)),  # type: ignore[arg-type]
+        mapping=mapping, state=StateStore(tmp_path / "state.db"), braze=braze,  # type: ignore[arg-type]
+        brevo=None, braze_session=None, logger=None, work_dir=tmp_path,  # type: ignore[arg-type]
+    )
+    result = ResourceResult("users", direction="brevo_to_braze")
+    writer = TrackWriter(ctx, result, Counters(), BrevoCatchUp(ctx, writes=False))
+    writer.begin_chunk(0)
+    updates = []
+    for brevo in (contact(cid=1, email=None, FIRSTNAME="By ext_id"), contact(cid=2, ext_id=None, FIRSTNAME="By email")):
+        item = dataclasses.replace(inputs(mapping, brevo), who=("external_id", "u-1"))
+        plan = plan_contact(item, rules(mapping), now=NOW)
+        updates.append(PendingUpdate(brevo, plan, {**braze_identifier(item.who), **plan.attributes}, None))
+    writer.planned(0, last=True)
+    for update in updates:
+        writer.add(update)
+    writer.flush()
+    writer.close()
+    assert [len(call) for call in braze.calls] == [2]
+    assert result.created == 2 and result.failed == 0
+    stored = ctx.state.get_field_values(FIELDS, [state_key(1), state_key(2)])
+    assert sorted(stored) == [state_key(1), state_key(2)]
+    writer.wait_for_writes_to([("external_id", "u-1")])  # nothing left unanswered: no wait

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,9 @@ from tajo_braze.connector import BrazeConnector
 from tajo_braze.consent import CONSENT_NAMESPACE
 from tajo_braze.errors import Interrupted
 from tajo_braze.sandbox import Sandbox
-from tajo_braze.sync.contacts import DEAD_LETTERS
+from tajo_braze.state import StateStore
+from tajo_braze.sync import contacts
+from tajo_braze.sync.contacts import DEAD_LETTERS, FIELDS, state_key
 
 from .conftest import (
     FakeClock,
@@ -338,6 +340,18 @@ def outside_changes(sandbox: Sandbox) -> set[int]:
     return touched
 
 
+def memories_of(state_path: Path, contact_ids: Iterable[int]) -> dict[str, Any]:
+    """What the state at `state_path` remembers of these Brevo contacts (read while a run writes it)."""
+    with StateStore(state_path, readonly=True) as state:
+        return state.get_field_values(FIELDS, [state_key(i) for i in sorted(contact_ids)])
+
+
+def committed_since(state_path: Path, before: dict[str, Any]) -> int:
+    """How many of the contacts in `before` have had a write committed since."""
+    now = memories_of(state_path, (int(key) for key in before))
+    return sum(1 for key, memory in now.items() if memory != before.get(key))
+
+
 @pytest.fixture
 def settled_pair(
     make_world: Callable[..., Sandbox], make_connector: Callable[..., BrazeConnector], tmp_path: Path
@@ -364,10 +378,11 @@ def test_kill_and_resume_gives_the_same_end_state(
     reference = braze_end_state(clean)
 
     config = write_config(killed, tmp_path / "killed", direction="both")
-    start = killed.request_counts().get(TRACK, 0)
-    for calls in (3, 8):  # killed after the 3rd and after the 8th call of 10 objects
+    state_path = tmp_path / "killed" / "state.db"
+    before = memories_of(state_path, touched)
+    for kept in (30, 60):  # killed once that many written contacts are committed, twice
         process = sync_process(config, killed, direction="brevo_to_braze", batch_size=10)
-        wait_for(lambda calls=calls: killed.request_counts().get(TRACK, 0) >= start + calls)
+        wait_for(lambda kept=kept: committed_since(state_path, before) >= kept)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         assert process.returncode == -signal.SIGKILL
@@ -377,8 +392,8 @@ def test_kill_and_resume_gives_the_same_end_state(
     summary = json.loads(out)
     assert summary["status"] == "ok"
     resumed = summary["resources"][0]
-    # Acknowledged batches were kept (8 calls of 10 went out, one per kill may have been in flight).
-    assert 0 < resumed["updated"] + resumed["created"] <= len(touched) - 40
+    # What was committed before the kills is not sent again; what was in flight is.
+    assert 0 < resumed["updated"] + resumed["created"] <= len(touched) - 60
     assert braze_end_state(killed) == reference
     # Nothing is left half-done: one more run writes nothing.
     after = make_connector(killed, tmp_path / "killed", direction="both")
@@ -398,15 +413,19 @@ def test_stop_request_interrupts_between_batches_and_the_next_run_finishes(
         connector.stop.set()  # as SIGINT does: the run stops at the next safe point
         return answer
 
+    track_log.clear()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(BrazeClient, "track", stop_after_first)
         with pytest.raises(Interrupted):
-            connector.sync(resources=["users"], direction="brevo_to_braze")
+            connector.sync(resources=["users"], direction="brevo_to_braze", batch_size=10)
     assert connector.status()["last_sync"]["status"] == "interrupted"
+    # The calls already in flight when the stop came were answered, and committed; no more went out.
+    sent = sum(len(call) for call in track_log)
+    assert 10 <= sent <= 10 * contacts.TRACK_CALLS_IN_FLIGHT < len(touched)
     connector.stop.clear()
     track_log.clear()
-    resumed = connector.sync(resources=["users"], direction="brevo_to_braze")["resources"][0]
-    # The first batch was committed before the stop: it is not written again.
-    assert resumed["updated"] + resumed["created"] == len(touched) - 75
-    assert sum(len(call) for call in track_log) == len(touched) - 75
+    resumed = connector.sync(resources=["users"], direction="brevo_to_braze", batch_size=10)["resources"][0]
+    # What was answered before the stop is not written again.
+    assert resumed["updated"] + resumed["created"] == len(touched) - sent
+    assert sum(len(call) for call in track_log) == len(touched) - sent
     assert sandbox.violations() == []

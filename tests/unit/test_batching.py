@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
@@ -108,16 +108,37 @@ def test_in_order_sender_holds_back_work_while_asked_to() -> None:
 class GateLog:
     """A GatedCommits whose sends and commits are logged, and whose sends wait for a go-ahead."""
 
-    def __init__(self, *, depth: int = 8, hold: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        depth: int = 8,
+        hold: threading.Event | None = None,
+        senders: int = 1,
+        touches: Callable[[int], list[str]] | None = None,
+    ) -> None:
         self.events: list[str] = []
+        self.started: list[int] = []
+        self.commit_calls: list[list[int]] = []
+        self.seen_at_start: dict[int, list[str]] = {}  # the events logged when each send began
         self.lock = threading.Lock()
         self.go: dict[int, threading.Event] = {}
         self.answered = threading.Semaphore(0)
+        self.sending = threading.Semaphore(0)
         self.sender: GatedCommits[int, str] = GatedCommits(
-            self.send, self.commit, name="t", depth=depth, hold=hold.is_set if hold else None
+            self.send,
+            self.commit,
+            name="t",
+            depth=depth,
+            senders=senders,
+            touches=touches,
+            hold=hold.is_set if hold else None,
         )
 
     def send(self, item: int) -> str:
+        with self.lock:
+            self.started.append(item)
+            self.seen_at_start[item] = list(self.events)
+        self.sending.release()
         self.go.setdefault(item, threading.Event()).wait(timeout=30)
         self.log(f"sent {item}")
         self.answered.release()
@@ -125,8 +146,10 @@ class GateLog:
             raise ValueError(f"item {item} refused")
         return f"answer {item}"
 
-    def commit(self, item: int, answer: str) -> None:
-        self.log(f"committed {item} ({answer})")
+    def commit(self, answered: Sequence[tuple[int, str]]) -> None:
+        self.commit_calls.append([item for item, _ in answered])
+        for item, answer in answered:
+            self.log(f"committed {item} ({answer})")
 
     def log(self, event: str) -> None:
         with self.lock:
@@ -153,6 +176,7 @@ def test_gated_commits_send_ahead_but_commit_only_what_was_allowed() -> None:
     assert gate.events[3:] == ["committed 1 (answer 1)"]
     gate.sender.close()  # closing allows everything left
     assert gate.events[4:] == ["committed 2 (answer 2)", "committed 3 (answer 3)"]
+    assert gate.commit_calls == [[1], [2, 3]]  # what a gate lets through at once is committed at once
     assert gate.sender.held == 0
 
 
@@ -202,3 +226,50 @@ def test_gated_commits_hold_back_unsent_items_on_a_stop_but_commit_what_was_answ
     gate.sender.submit(2, tag=0)
     gate.sender.close()
     assert gate.events == ["sent 1", "committed 1 (answer 1)"] and gate.sender.held == 1
+
+
+def test_several_senders_send_at_once_and_commit_in_the_order_given() -> None:
+    gate = GateLog(senders=3)
+    gate.sender.allow(0)
+    for item in (1, 2, 3):
+        gate.sender.submit(item, tag=0)
+    for _ in range(3):
+        assert gate.sending.acquire(timeout=30)
+    assert sorted(gate.started) == [1, 2, 3]  # all three in flight, none answered
+    gate.release(3)
+    assert gate.answered.acquire(timeout=30)
+    gate.release(2)
+    assert gate.answered.acquire(timeout=30)
+    assert gate.events == ["sent 3", "sent 2"]  # answered out of order, nothing committed before 1
+    gate.release(1)
+    gate.sender.close()
+    assert gate.events[2:] == ["sent 1", "committed 1 (answer 1)", "committed 2 (answer 2)", "committed 3 (answer 3)"]
+
+
+def test_an_item_touching_what_an_item_in_flight_touches_waits_for_its_answer() -> None:
+    gate = GateLog(senders=3, touches=lambda item: ["profile-a"] if item in (1, 2) else [f"profile-{item}"])
+    gate.sender.allow(0)
+    for item in (1, 2, 3):
+        gate.sender.submit(item, tag=0)
+    gate.release(1, 2, 3)
+    gate.sender.close()
+    # 2 writes what 1 writes: it began only once 1 was answered, and 3 (given after it) too.
+    assert gate.started[0] == 1 and sorted(gate.started) == [1, 2, 3]
+    assert "sent 1" in gate.seen_at_start[2] and "sent 1" in gate.seen_at_start[3]
+    commits = [event for event in gate.events if event.startswith("committed")]
+    assert commits == ["committed 1 (answer 1)", "committed 2 (answer 2)", "committed 3 (answer 3)"]
+
+
+def test_answers_arriving_after_an_error_are_not_committed() -> None:
+    gate = GateLog(senders=2)
+    gate.sender.allow(9)
+    gate.sender.submit(-1, tag=0)
+    gate.sender.submit(2, tag=0)
+    for _ in range(2):
+        assert gate.sending.acquire(timeout=30)
+    gate.release(-1)
+    with pytest.raises(ValueError, match="item -1 refused"):
+        gate.sender.wait_committed(0)
+    gate.release(2)
+    gate.sender.close()
+    assert "committed 2 (answer 2)" not in gate.events

@@ -793,11 +793,14 @@ class StateStore:
         return deleted
 
     def _iter_keys(self, table: KeyedTable, namespace: str) -> Iterator[str]:
+        return (key for key, _ in self._iter_rows(table, namespace, "NULL"))
+
+    def _iter_rows(self, table: KeyedTable, namespace: str, column: str) -> Iterator[tuple[str, Any]]:
         # Keyset pages, each read under the lock and none held open across a yield: memory stays
         # flat, other threads are not starved, and the caller may write to the namespace meanwhile.
         name = _TABLE_BY_KIND[table]
-        first = f"SELECT key FROM {name} WHERE namespace_id = ? ORDER BY key LIMIT ?"  # noqa: S608 - constant
-        after = f"SELECT key FROM {name} WHERE namespace_id = ? AND key > ? ORDER BY key LIMIT ?"  # noqa: S608
+        first = f"SELECT key, {column} FROM {name} WHERE namespace_id = ? ORDER BY key LIMIT ?"  # noqa: S608 - constant
+        after = f"SELECT key, {column} FROM {name} WHERE namespace_id = ? AND key > ? ORDER BY key LIMIT ?"  # noqa: S608
         with self._reading(f"reading {table}") as connection:
             namespace_id = self._namespace_id(connection, namespace, create=False)
         if namespace_id is None:
@@ -809,8 +812,7 @@ class StateStore:
                     rows = connection.execute(first, (namespace_id, PAGE_SIZE)).fetchall()
                 else:
                     rows = connection.execute(after, (namespace_id, last, PAGE_SIZE)).fetchall()
-            for (key,) in rows:
-                yield key
+            yield from rows
             if len(rows) < PAGE_SIZE:
                 return
             last = rows[-1][0]
@@ -844,6 +846,10 @@ class StateStore:
     def iter_fingerprint_keys(self, namespace: str) -> Iterator[str]:
         """Every key of the namespace in key order, streamed page by page."""
         return self._iter_keys("fingerprints", namespace)
+
+    def iter_fingerprints(self, namespace: str) -> Iterator[tuple[str, str]]:
+        """Every (key, fingerprint) of the namespace in key order, streamed page by page."""
+        return self._iter_rows("fingerprints", namespace, "fingerprint")
 
     def count_fingerprints(self, namespace: str) -> int:
         return self._count("fingerprints", namespace)

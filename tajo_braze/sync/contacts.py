@@ -715,9 +715,7 @@ class ContactsSync:
 
     def load_kept_fields(self) -> None:
         """The fields whose Brevo edits the users half kept, in this run or in one stopped before this half."""
-        state = self.ctx.state
-        keys = list(state.iter_fingerprint_keys(users_half.KEPT_BREVO_FIELDS))
-        for key, text in state.get_fingerprints(users_half.KEPT_BREVO_FIELDS, keys).items():
+        for key, text in self.ctx.state.iter_fingerprints(users_half.KEPT_BREVO_FIELDS):
             self.ctx.kept_brevo_fields.setdefault(key, set()).update(name for name in text.split("\t") if name)
 
     def forget_kept_fields(self) -> None:

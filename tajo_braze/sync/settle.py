@@ -182,10 +182,8 @@ class BrevoCatchUp:
         """Queue the imports a stopped run left to do (see `remember`)."""
         if self.list_id is None or self.ctx.dry_run:
             return
-        state = self.ctx.state
-        keys = list(state.iter_fingerprint_keys(PENDING))
-        stored = state.get_fingerprints(PENDING, keys) if keys else {}
-        self.write([row for key, text in sorted(stored.items()) if (row := CatchUpRow.decode(key, text))])
+        stored = self.ctx.state.iter_fingerprints(PENDING)  # in key order
+        self.write([row for key, text in stored if (row := CatchUpRow.decode(key, text))])
 
     def write(self, rows: Sequence[CatchUpRow]) -> None:
         """Queue the imports that give Brevo what Braze will show (after the Braze write committed)."""

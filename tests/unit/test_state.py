@@ -352,6 +352,17 @@ def test_iter_fingerprint_keys_streams_every_page_in_key_order(
     assert list(store.iter_fingerprint_keys("never:used")) == []
 
 
+def test_iter_fingerprints_streams_keys_with_their_fingerprints(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state_module, "PAGE_SIZE", 4)
+    items = [(f"k{i:02d}", f"f{i}") for i in range(9)]
+    store.put_fingerprints("ns", reversed(items))
+    store.put_fingerprints("other", [("k00", "elsewhere")])
+    assert list(store.iter_fingerprints("ns")) == items
+    assert list(store.iter_fingerprints("never:used")) == []
+
+
 def test_deleting_while_iterating_sees_every_key_once(
     store: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

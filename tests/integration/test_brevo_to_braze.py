@@ -380,7 +380,7 @@ def test_kill_and_resume_gives_the_same_end_state(
     config = write_config(killed, tmp_path / "killed", direction="both")
     state_path = tmp_path / "killed" / "state.db"
     before = memories_of(state_path, touched)
-    for kept in (30, 60):  # killed once that many written contacts are committed, twice
+    for kept in (20, 50):  # killed once that many written contacts are committed, twice
         process = sync_process(config, killed, direction="brevo_to_braze", batch_size=10)
         wait_for(lambda kept=kept: committed_since(state_path, before) >= kept)
         process.send_signal(signal.SIGKILL)
@@ -392,8 +392,9 @@ def test_kill_and_resume_gives_the_same_end_state(
     summary = json.loads(out)
     assert summary["status"] == "ok"
     resumed = summary["resources"][0]
-    # What was committed before the kills is not sent again; what was in flight is.
-    assert 0 < resumed["updated"] + resumed["created"] <= len(touched) - 60
+    # What was committed before the kills is not sent again; what was in flight is (if anything:
+    # answers are committed in groups, and the last group may have landed before the kill).
+    assert resumed["updated"] + resumed["created"] <= len(touched) - 50
     assert braze_end_state(killed) == reference
     # Nothing is left half-done: one more run writes nothing.
     after = make_connector(killed, tmp_path / "killed", direction="both")

@@ -453,7 +453,7 @@ class Counters:
 class TrackWriter:
     """Packs attribute objects densely and commits each batch's state only after Braze acknowledged it.
 
-    Batches are sent by sender threads (a few calls in flight, two writes to one profile never at
+    Batches are sent by sender threads (several calls in flight, two writes to one profile never at
     once) and committed one at a time, in order, while the next contacts are read and planned: the
     read is paced by Brevo's limit, and waiting for Braze's answers on the same thread would add
     to it. The counts the commits keep are their own (created, updated, failed, attributes,

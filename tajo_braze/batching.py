@@ -247,6 +247,20 @@ class GatedCommits(Generic[T, R]):
                 self._changed.wait()
             self._raise_if_failed()
 
+    def wait_sent_touching(self, keys: Collection[Hashable]) -> None:
+        """Wait until no item submitted so far that touches one of `keys` is waiting or in flight
+        (every item, without `touches`)."""
+        if self._touches is None:
+            self.wait_sent()
+            return
+        wanted = frozenset(keys)
+        with self._changed:
+            while not self._failed and any(
+                not wanted.isdisjoint(given.touched) for given in (*self._to_send, *self._in_flight.values())
+            ):
+                self._changed.wait()
+            self._raise_if_failed()
+
     def close(self) -> None:
         """Allow every commit, wait until all items are done; raise the worker's error if any."""
         with self._changed:

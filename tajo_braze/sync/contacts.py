@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import threading
 import time
 from array import array
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -476,9 +474,6 @@ class TrackWriter:
         self.size = track_batch_size(sync.track_batch_size, sync.track_objects_cap, ctx.batch_size)
         self.pending: list[PendingUpdate] = []
         self.chunk = 0
-        # Braze profiles written by batches not answered yet: a lookup of one waits for the answer.
-        self._unanswered: Counter[tuple[str, ...]] = Counter()
-        self._unanswered_lock = threading.Lock()
         # A stop request holds back the batches not sent yet: the next run reads them again.
         self._sender: GatedCommits[list[PendingUpdate], dict[int, str]] = GatedCommits(
             self._post,
@@ -504,10 +499,7 @@ class TrackWriter:
 
     def wait_for_writes_to(self, profiles: Iterable[tuple[str, ...]]) -> None:
         """Before Braze is read for these profiles: wait for the answers of queued writes to them."""
-        with self._unanswered_lock:
-            writing = any(who in self._unanswered for who in profiles)
-        if writing:
-            self._sender.wait_sent()
+        self._sender.wait_sent_touching(list(profiles))
 
     def add(self, update: PendingUpdate) -> None:
         self.pending.append(update)
@@ -527,8 +519,6 @@ class TrackWriter:
                 self.catch_up.take([u.expected for u in batch if u.expected and not u.expected.brevo_holds_it])
             )
             return
-        with self._unanswered_lock:
-            self._unanswered.update(u.plan.memory.who for u in batch)
         self._sender.submit(batch, self.chunk)
         ctx.check_stop()
 
@@ -547,12 +537,6 @@ class TrackWriter:
             # Braze refused the whole request (nothing of it was applied): every record keeps its reason.
             answer = TrackResult(0, 0, 0)
             failed = {i: f"Braze refused the request: {exc.user_message}" for i in range(len(batch))}
-        finally:
-            with self._unanswered_lock:
-                self._unanswered.subtract(u.plan.memory.who for u in batch)
-                for update in batch:
-                    if self._unanswered[update.plan.memory.who] <= 0:
-                        del self._unanswered[update.plan.memory.who]
         failed.update(unattributed_failures(answer, len(batch)))
         return failed
 

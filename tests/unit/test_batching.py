@@ -273,3 +273,27 @@ def test_answers_arriving_after_an_error_are_not_committed() -> None:
     gate.release(2)
     gate.sender.close()
     assert "committed 2 (answer 2)" not in gate.events
+
+
+def test_waiting_for_writes_to_some_records_waits_only_for_the_items_touching_them() -> None:
+    gate = GateLog(senders=2, touches=lambda item: [f"profile-{item}"])
+    gate.sender.allow(9)
+    gate.sender.submit(1, tag=0)
+    gate.sender.submit(2, tag=0)
+    for _ in range(2):
+        assert gate.sending.acquire(timeout=30)
+
+    def wait() -> None:
+        gate.sender.wait_sent_touching(["profile-2"])
+        gate.log("wait returned")
+
+    waiting = threading.Thread(target=wait)
+    waiting.start()
+    gate.release(2)
+    waiting.join(timeout=30)
+    assert not waiting.is_alive()
+    assert gate.events[:1] == ["sent 2"] and "wait returned" in gate.events and "sent 1" not in gate.events
+    gate.release(1)
+    gate.sender.close()
+    gate.sender.wait_sent_touching(["profile-1", "profile-2"])  # nothing in flight: returns at once
+    assert [e for e in gate.events if e.startswith("committed")] == ["committed 1 (answer 1)", "committed 2 (answer 2)"]

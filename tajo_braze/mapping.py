@@ -246,11 +246,11 @@ def _reader(rule: FieldRule) -> Reader:
 
 def equal_values(a: Any, b: Any) -> bool:
     """Equal with types that matter: True is not 1, but 5 and 5.0 are the same number."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
+    if type(a) is type(b):  # the usual case (two strings), decided first
         return bool(a == b)
-    return type(a) is type(b) and bool(a == b)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return False
+    return isinstance(a, int | float) and isinstance(b, int | float) and bool(a == b)
 
 
 def _shown(value: Any) -> str:
@@ -303,8 +303,8 @@ class CompiledMapping:
     """A validated mapping with every rule pre-compiled for fast, pure conversions."""
 
     __slots__ = (
-        "rules", "identity_attribute", "written_to_brevo", "_phone_attribute", "_to_brevo", "_to_braze",
-        "_nested_dates",
+        "rules", "identity_attribute", "written_to_brevo", "custom_fields", "standard_fields",
+        "_phone_attribute", "_to_brevo", "_to_braze", "_nested_dates",
     )  # fmt: skip
 
     def __init__(self, rules: Sequence[FieldRule]) -> None:
@@ -328,6 +328,9 @@ class CompiledMapping:
             if r.to_braze and r.braze not in IDENTITY_FIELDS | BRAZE_READ_ONLY | CONSENT_FIELDS
         )
         self._nested_dates = frozenset(r.braze for r in self.rules if "." in r.braze and r.type == "date")
+        # The Braze fields the rules name, as custom attributes and as standard profile fields.
+        self.custom_fields = frozenset(r.braze for r in self.rules if r.is_custom)
+        self.standard_fields = frozenset(r.braze for r in self.rules if not r.is_custom)
 
     @staticmethod
     def _compile_to_brevo(rule: FieldRule) -> _ToBrevoStep:

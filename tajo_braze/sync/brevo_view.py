@@ -79,18 +79,18 @@ def is_braze_echo(contact: BrevoContact, mapping: CompiledMapping, sent: users_h
     return users_half.payload_digest(payload) == sent.digest
 
 
+# Laid over the profile whether or not the mapping names them: the identity and the email state.
+_ALWAYS_LAID_OVER = frozenset({"email", "phone", "email_subscribe"})
+
+
 def export_view(mapping: CompiledMapping, written: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
     """An export object: `base` (what Braze held) with the flat Braze fields just written laid over it.
 
     Only fields the mapping knows (and the identifiers and email state) are laid over; the list
     attribute's add/remove operations are not values the users half reads.
     """
-    custom_names = {rule.braze for rule in mapping.rules if rule.is_custom}
-    standard_names = {rule.braze for rule in mapping.rules if not rule.is_custom} | {
-        "email",
-        "phone",
-        "email_subscribe",
-    }
+    custom_names = mapping.custom_fields
+    standard_names = mapping.standard_fields | _ALWAYS_LAID_OVER
     data = dict(base)
     custom = dict(data["custom_attributes"]) if isinstance(data.get("custom_attributes"), Mapping) else {}
     for name, value in written.items():

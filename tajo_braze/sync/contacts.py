@@ -171,12 +171,17 @@ def changed_fields(
     compared, never timestamps), and not what Braze already holds (an echo of our own write, or of
     a value Braze sent to Brevo itself).
     """
-    return {
-        name: value
-        for name, value in current.items()
-        if not same_value(value, read.get(name, _MISSING))
-        and not same_value(value, known.get(name, _MISSING))
-    }
+    # Every contact of every read comes through here: `same_value` is written out inline.
+    changed: dict[str, Any] = {}
+    for name, value in current.items():
+        before = read.get(name, _MISSING)
+        if before is not _MISSING and equal_values(value, before):
+            continue
+        held = known.get(name, _MISSING)
+        if held is not _MISSING and equal_values(value, held):
+            continue
+        changed[name] = value
+    return changed
 
 
 def brevo_change_wins(policy: str, *, braze_changed: bool) -> bool:
@@ -216,6 +221,9 @@ class ConsentStep:
     reason: str
 
 
+_NO_CONSENT_CHANGE = ConsentStep(None, None, "no subscription change in Brevo")
+
+
 def consent_step(
     *,
     blacklisted: bool,
@@ -244,7 +252,7 @@ def consent_step(
         )
         return ConsentStep("unsubscribed" if decision.propagate else None, decision.record, decision.reason)
     if previously_blacklisted is not True:
-        return ConsentStep(None, None, "no subscription change in Brevo")
+        return _NO_CONSENT_CHANGE
     decision = decide(known, ConsentRecord("subscribed", at, "brevo"), allow_resubscribe=allow_resubscribe)
     if decision.propagate:
         return ConsentStep("subscribed", decision.record, decision.reason)
@@ -288,52 +296,62 @@ class PlanRules:
     sent_by_braze: frozenset[str]  # Braze fields the users half writes to Brevo
     lists_attribute: str
     allow_resubscribe: bool
+    describe_changes: bool = True  # ContactPlan.changes, which only a dry run shows
+    braze_wins: frozenset[str] = field(init=False)  # the fields whose policy is braze_wins
+
+    def __post_init__(self) -> None:
+        wins = frozenset(name for name, policy in self.conflicts.items() if policy == "braze_wins")
+        object.__setattr__(self, "braze_wins", wins)
 
 
 def plan_contact(inputs: ContactInputs, rules: PlanRules, *, now: datetime) -> ContactPlan:
     """Everything one contact needs from Braze, and the memory to keep once Braze acknowledged it."""
+    # Runs for every contact of every read (a million in a first read): kept lean on purpose.
     contact = inputs.contact
     previous = inputs.memory if inputs.memory is not None and inputs.memory.who == inputs.who else None
     read: Mapping[str, Any] = previous.read if previous is not None else {}
     known: dict[str, Any] = dict(previous.known) if previous is not None else {}
     if inputs.braze_echo:
         # Braze sent these very values to Brevo: it holds them.
-        known.update(
-            {
-                name: value
-                for name, value in inputs.fields.items()
-                if name in rules.sent_by_braze and name not in inputs.not_echoed
-            }
-        )
+        sent_by_braze, not_echoed = rules.sent_by_braze, inputs.not_echoed
+        for name, value in inputs.fields.items():
+            if name in sent_by_braze and name not in not_echoed:
+                known[name] = value
     changed = changed_fields(inputs.fields, read, known)
 
-    needs = tuple(sorted(name for name in changed if rules.conflicts.get(name) == "braze_wins"))
+    wins = rules.braze_wins
+    needs = tuple(sorted(name for name in changed if name in wins)) if wins else ()
     if needs and inputs.braze_now is None:
         return ContactPlan(
             {}, _memory(inputs, read, known, previous), None, None, (), needs, previous is None, {}
         )
 
-    write: dict[str, Any] = {}
     held: list[str] = []
-    braze_now = inputs.braze_now or {}
-    for name, value in changed.items():
-        current = braze_now.get(name, _MISSING)
-        if current is not _MISSING and same_value(current, value):
-            known[name] = value  # Braze already holds it
-            continue
-        braze_changed = (
-            current is not _MISSING
-            and current is not None
-            and not same_value(current, known.get(name, _MISSING))
-        )
-        if brevo_change_wins(rules.conflicts.get(name, "latest"), braze_changed=braze_changed):
-            write[name] = value
-        else:
-            held.append(name)
-            known[name] = current
-    changes = {
-        name: {"from": known.get(name, read.get(name)), "to": value} for name, value in sorted(write.items())
-    }
+    braze_now = inputs.braze_now
+    if not braze_now:
+        write = changed  # Braze's values are not known here, so none of them moved: every change goes
+    else:
+        write = {}
+        for name, value in changed.items():
+            current = braze_now.get(name, _MISSING)
+            if current is not _MISSING and same_value(current, value):
+                known[name] = value  # Braze already holds it
+                continue
+            braze_changed = (
+                current is not _MISSING
+                and current is not None
+                and not same_value(current, known.get(name, _MISSING))
+            )
+            if brevo_change_wins(rules.conflicts.get(name, "latest"), braze_changed=braze_changed):
+                write[name] = value
+            else:
+                held.append(name)
+                known[name] = current
+    changes = (
+        {name: {"from": known.get(name, read.get(name)), "to": value} for name, value in sorted(write.items())}
+        if rules.describe_changes
+        else {}
+    )
     known.update(write)
 
     braze_unsubscribed_by = inputs.braze_unsubscribed_by
@@ -359,7 +377,7 @@ def plan_contact(inputs: ContactInputs, rules: PlanRules, *, now: datetime) -> C
         who=inputs.who,
         read=dict(inputs.fields),
         known=known,
-        lists=tuple(sorted(set(inputs.lists))),
+        lists=inputs.lists if len(inputs.lists) < 2 else tuple(sorted(set(inputs.lists))),
         blacklisted=contact.email_blacklisted,
     )
     return ContactPlan(
@@ -639,6 +657,8 @@ class ListNames:
     names: dict[int, str] = field(default_factory=dict)
 
     def of(self, list_ids: Iterable[int]) -> tuple[str, ...]:
+        if not list_ids:  # most contacts
+            return ()
         return tuple(sorted({self.names[i] for i in list_ids if i in self.names}))
 
 
@@ -663,8 +683,10 @@ class ContactsSync:
             ),
             lists_attribute=sync.brevo_lists_attribute,
             allow_resubscribe=sync.allow_resubscribe,
+            describe_changes=ctx.dry_run,
         )
         self.custom_fields = {rule.braze: rule.is_custom for rule in mapping.rules}
+        self.carried = self.rules.sent_by_braze | {EMAIL_SUBSCRIBE}  # see _carries
         self.email_groups = sync.email_subscription_groups
         self.catch_up = BrevoCatchUp(ctx, writes=ctx.direction == "both")
         self.writer = TrackWriter(ctx, self.result, self.counters, self.catch_up)
@@ -934,7 +956,7 @@ class ContactsSync:
 
     def _carries(self, plan: ContactPlan) -> bool:
         """The write changes something the users half reads (not only the list attribute)."""
-        return any(name in self.rules.sent_by_braze or name == EMAIL_SUBSCRIBE for name in plan.attributes)
+        return not self.carried.isdisjoint(plan.attributes)
 
     def _expectation(
         self,

@@ -126,6 +126,10 @@ def test_values_compare_with_the_types_that_matter() -> None:
     assert not same_value(True, 1)
     assert not same_value("5", 5)
     assert same_value(["a"], ["a"])
+    assert same_value(None, None) and not same_value(None, "")
+    assert same_value(1, 1.0) and same_value(2.5, 2.5) and not same_value(1, 1.5)
+    assert not same_value(False, 0) and not same_value(0.0, False) and same_value(False, False)
+    assert not same_value({"a": 1}, ["a"]) and same_value({"a": 1}, {"a": 1})
 
 
 def test_only_news_for_braze_is_changed() -> None:
@@ -275,6 +279,17 @@ def test_first_sight_sends_every_field_and_the_lists(mapping: CompiledMapping) -
     }
     assert plan.memory.read == mapping.to_braze(brevo)
     assert plan.memory.lists == ("Newsletter",)
+
+
+def test_what_a_write_changes_is_described_only_when_asked(mapping: CompiledMapping) -> None:
+    first = plan_contact(inputs(mapping, contact(FIRSTNAME="Ann")), rules(mapping), now=NOW)
+    changed = inputs(mapping, contact(FIRSTNAME="Anna"), memory=first.memory)
+    described = plan_contact(changed, rules(mapping), now=NOW)
+    assert described.changes == {"first_name": {"from": "Ann", "to": "Anna"}}
+    quiet_rules = dataclasses.replace(rules(mapping), describe_changes=False)
+    plain = plan_contact(changed, quiet_rules, now=NOW)
+    assert plain.changes == {}
+    assert (plain.attributes, plain.memory) == (described.attributes, described.memory)
 
 
 def test_an_echo_of_braze_is_remembered_and_not_sent(mapping: CompiledMapping) -> None:

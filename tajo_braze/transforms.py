@@ -15,8 +15,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any
 
-import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+
+from . import phones
 
 BRAZE_STRING_MAX = 255  # Braze caps custom-attribute strings at 255 characters
 
@@ -162,19 +163,10 @@ def to_e164(value: Any) -> str:
 
 
 # One Brevo -> Braze read converts a number up to three times, in Brevo's form (`336...`) and in
-# Braze's (`+336...`), and parsing costs ~25 µs: the latest answers are kept, by `+<digits>`.
+# Braze's (`+336...`): the latest answers are kept, by `+<digits>`.
 @functools.lru_cache(maxsize=4096)
 def _e164(candidate: str) -> str:
-    try:
-        number = phonenumbers.parse(candidate, None)
-    except phonenumbers.NumberParseException:
-        raise ValueError("not a phone number") from None
-    # "Possible" (a known country code and a plausible length) rather than "valid": carriers'
-    # number plans change faster than any metadata, and Braze and Brevo both store such numbers.
-    if not phonenumbers.is_possible_number(number):
-        raise ValueError("not a valid phone number")
-    formatted: str = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return formatted
+    return phones.e164(candidate)
 
 
 # Plain ASCII addresses (dot-atom local part, LDH labels, alphabetic TLD) are what nearly every

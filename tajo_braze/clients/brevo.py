@@ -160,17 +160,22 @@ def _str_or_none(value: Any) -> str | None:
 
 def parse_contact(raw: Mapping[str, Any]) -> BrevoContact:
     """A BrevoContact from a GET /contacts item (ext_id lives in `attributes.EXT_ID`)."""
+    # A full read parses a million of these: the JSON's own types (dict, list, int) are tried first.
     attributes = raw.get("attributes")
-    attributes = dict(attributes) if isinstance(attributes, Mapping) else {}
+    attributes = dict(attributes) if type(attributes) is dict or isinstance(attributes, Mapping) else {}
+    contact_id = raw.get("id")
+    list_ids = raw.get("listIds")
     return BrevoContact(
-        id=_int_or_none(raw.get("id")) or 0,
+        id=(contact_id if type(contact_id) is int else _int_or_none(contact_id)) or 0,
         email=_str_or_none(raw.get("email")),
         ext_id=_str_or_none(attributes.get("EXT_ID")),
         email_blacklisted=bool(raw.get("emailBlacklisted", False)),
         sms_blacklisted=bool(raw.get("smsBlacklisted", False)),
         created_at=parse_timestamp(raw.get("createdAt")),
         modified_at=parse_timestamp(raw.get("modifiedAt")),
-        list_ids=tuple(i for i in (_int_or_none(x) for x in _items(raw, "listIds")) if i is not None),
+        list_ids=tuple(i for i in map(_int_or_none, list_ids) if i is not None)
+        if type(list_ids) is list and list_ids
+        else (),
         attributes=attributes,
     )
 
@@ -295,7 +300,9 @@ class BrevoClient:
         body = _body(
             self._call("GET", "/contacts", buckets=CONTACTS, permission=PERM_CONTACTS, params=params)
         )
-        contacts = tuple(parse_contact(c) for c in _items(body, "contacts") if isinstance(c, Mapping))
+        contacts = tuple(
+            parse_contact(c) for c in _items(body, "contacts") if type(c) is dict or isinstance(c, Mapping)
+        )
         return BrevoContactPage(contacts=contacts, count=_int_or_none(body.get("count")) or 0)
 
     def iter_contacts(

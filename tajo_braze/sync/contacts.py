@@ -492,6 +492,8 @@ class TrackWriter:
         self.size = track_batch_size(sync.track_batch_size, sync.track_objects_cap, ctx.batch_size)
         self.pending: list[PendingUpdate] = []
         self.chunk = 0
+        # Whether a write may settle a dead letter of an earlier run (set by the run once it knows).
+        self.letters_waiting = True
         # A stop request holds back the batches not sent yet: the next run reads them again.
         self._sender: GatedCommits[list[PendingUpdate], dict[int, str]] = GatedCommits(
             self._post,
@@ -576,7 +578,8 @@ class TrackWriter:
                     ),
                     run_id=ctx.run_id,
                 )
-            ctx.state.resolve_dead_letters(DEAD_LETTERS, (dead_letter_key(u.contact) for u in done))
+            if self.letters_waiting:
+                ctx.state.resolve_dead_letters(DEAD_LETTERS, (dead_letter_key(u.contact) for u in done))
         # Only after the transaction: the import sender commits on its own thread.
         self.catch_up.write(unheld)
         for update in done:
@@ -740,6 +743,9 @@ class ContactsSync:
         self.load_kept_fields()
         self.catch_up.resume()
         modified_since, moves_cursor = self.read_window()
+        # A read meets each contact once: without letters from earlier runs, none is left to settle
+        # (a million deletes of nothing, otherwise).
+        self.writer.letters_waiting = ctx.state.count_dead_letters(DEAD_LETTERS) > 0
         if modified_since is None:
             self.seen_ids = array("q")
         # Pages are read ahead while a chunk is mapped and written, so the waits of Brevo's 10 calls
@@ -904,7 +910,8 @@ class ContactsSync:
             # Nothing to send for these: their memory (a new baseline, an echo) is stored at once.
             with state.transaction():
                 commit_updates(ctx, quiet)
-                state.resolve_dead_letters(DEAD_LETTERS, (dead_letter_key(u.contact) for u in quiet))
+                if self.writer.letters_waiting:
+                    state.resolve_dead_letters(DEAD_LETTERS, (dead_letter_key(u.contact) for u in quiet))
         ctx.progress.update(
             PROGRESS_LABEL,
             read=self.result.read,

@@ -229,6 +229,20 @@ def test_get_contacts_page_sends_modified_since_with_offset(
         client.get_contacts_page(limit=1001)
 
 
+def test_contact_items_of_odd_shapes_are_read_leniently(rsps: responses.RequestsMock, client: BrevoClient) -> None:
+    odd = [
+        {"id": "7", "email": "", "listIds": ["3", "x", True, 4], "attributes": None},
+        "not a contact",
+        {"id": True, "emailBlacklisted": 1, "listIds": "3", "attributes": {"EXT_ID": 12}},
+    ]
+    rsps.add(responses.GET, f"{BASE}/contacts", json={"contacts": odd, "count": 2})
+
+    first, second = client.get_contacts_page().contacts
+
+    assert (first.id, first.email, first.list_ids, first.attributes, first.ext_id) == (7, None, (3, 4), {}, None)
+    assert (second.id, second.email_blacklisted, second.list_ids, second.ext_id) == (0, True, (), "12")
+
+
 def test_iter_contacts_pages_until_short_and_dedupes_shifted_ids(
     rsps: responses.RequestsMock, client: BrevoClient
 ) -> None:

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from .clients.braze import BRAZE_BUCKETS, BrazeClient
 from .clients.brevo import BREVO_BUCKETS, BrevoClient
+from .collector import fewer_collections
 from .config import Config, Secret, load_config, normalize_braze_url, without_values
 from .errors import (
     ApiError,
@@ -372,7 +373,7 @@ class BrazeConnector:
         braze, brevo = self._clients(cfg)
         started = time.monotonic()
         results: list[ResourceResult] = []
-        with self._run_state(dry_run) as state, state.run_lock("sync"), self._signals():
+        with self._run_state(dry_run) as state, state.run_lock("sync"), self._signals(), fewer_collections():
             _resume_limiters(state, self._limiters)
             run_id = None if dry_run else state.start_run(
                 "sync", {"type": type, "resources": wanted, "since": str(since_date or ""), "dry_run": dry_run,

@@ -26,7 +26,6 @@ from typing import Any
 
 from ..batching import GatedCommits, chunked, prefetched, with_last
 from ..clients.braze import EXPORT_IDS_MAX
-from ..collector import fewer_collections
 from ..consent import CONSENT_NAMESPACE, ConsentRecord, decide
 from ..errors import PermanentApiError
 from ..mapping import CONSENT_FIELDS, IDENTITY_FIELDS, equal_values
@@ -753,12 +752,11 @@ class ContactsSync:
         # a second overlap with that work (at 1M contacts the work itself is the longer of the two).
         read_ahead = READ_AHEAD_CONTACTS // CHUNK_CONTACTS
         try:
-            with fewer_collections():
-                chunks = prefetched(chunked(self._contacts(modified_since), CHUNK_CONTACTS), depth=read_ahead)
-                for number, (chunk, last) in enumerate(with_last(chunks)):
-                    self.writer.begin_chunk(number)
-                    self._process_chunk(chunk, number, last=last)
-                self.writer.flush()
+            chunks = prefetched(chunked(self._contacts(modified_since), CHUNK_CONTACTS), depth=read_ahead)
+            for number, (chunk, last) in enumerate(with_last(chunks)):
+                self.writer.begin_chunk(number)
+                self._process_chunk(chunk, number, last=last)
+            self.writer.flush()
         except BaseException:
             users_half.close_quietly(self.writer)
             raise

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tajo_braze.collector import SYNC_THRESHOLDS
 from tajo_braze.connector import BrazeConnector
 from tajo_braze.mapping import CompiledMapping
 from tajo_braze.models import BrazeUser, ContactPayload
 from tajo_braze.sandbox import Sandbox
+from tajo_braze.sync import users as users_module
 
 from .conftest import admin_post, all_braze_users, all_brevo_contacts, brevo_end_state
 
@@ -109,6 +112,30 @@ def test_second_run_writes_nothing_and_seven_changes_write_seven(
     for i, u in enumerate(holdable):
         assert contacts[f"ext:{u['external_id']}"]["attributes"]["FIRSTNAME"] == f"Renamed {i}"
     assert sandbox.violations() == []
+
+
+def test_a_sync_collects_garbage_less_often_and_puts_the_hosts_thresholds_back(
+    make_world: Callable[..., Sandbox], make_connector: Callable[..., BrazeConnector], monkeypatch: Any
+) -> None:
+    sandbox = make_world()
+    connector = make_connector(sandbox)
+    seen: list[tuple[int, int, int]] = []
+    original = users_module.run
+
+    def observed(ctx: Any) -> Any:
+        seen.append(gc.get_threshold())
+        return original(ctx)
+
+    monkeypatch.setattr(users_module, "run", observed)
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        result = full_sync(connector)["resources"][0]
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)
+    assert seen == [SYNC_THRESHOLDS]
+    assert result["created"] > 0
 
 
 def test_dry_run_plans_without_writing_anything(

@@ -1,4 +1,4 @@
-"""The collector's thresholds are raised for a read and put back, and a host's own choice is kept."""
+"""The collector's thresholds are raised for a sync and put back, and a host's own choice is kept."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tajo_braze.collector import READ_THRESHOLDS, fewer_collections
+from tajo_braze.collector import SYNC_THRESHOLDS, fewer_collections
 
 
 @pytest.fixture(autouse=True)
@@ -21,15 +21,15 @@ def host_defaults() -> Iterator[None]:
         gc.disable()
 
 
-def test_thresholds_are_raised_for_the_read_and_put_back() -> None:
+def test_thresholds_are_raised_for_the_sync_and_put_back() -> None:
     with fewer_collections():
-        assert gc.get_threshold() == READ_THRESHOLDS
+        assert gc.get_threshold() == SYNC_THRESHOLDS
     assert gc.get_threshold() == (700, 10, 10)
 
 
-def test_they_are_put_back_when_the_read_fails() -> None:
+def test_they_are_put_back_when_the_sync_fails() -> None:
     with pytest.raises(RuntimeError), fewer_collections():
-        raise RuntimeError("the read failed")
+        raise RuntimeError("the sync failed")
     assert gc.get_threshold() == (700, 10, 10)
 
 
@@ -44,16 +44,16 @@ def test_a_hosts_own_policy_is_kept() -> None:
         assert gc.get_threshold() == (700, 10, 10)
 
 
-def test_a_change_made_during_the_read_is_not_undone() -> None:
+def test_a_change_made_during_the_sync_is_not_undone() -> None:
     with fewer_collections():
         gc.set_threshold(2_000, 10, 10)  # the host changed its mind meanwhile
     assert gc.get_threshold() == (2_000, 10, 10)
 
 
-def test_overlapping_reads_leave_the_hosts_thresholds() -> None:
+def test_overlapping_syncs_leave_the_hosts_thresholds() -> None:
     outer = fewer_collections()
     outer.__enter__()
     with fewer_collections():
-        assert gc.get_threshold() == READ_THRESHOLDS
+        assert gc.get_threshold() == SYNC_THRESHOLDS
     outer.__exit__(None, None, None)
     assert gc.get_threshold() == (700, 10, 10)

@@ -89,14 +89,13 @@ def export_view(mapping: CompiledMapping, written: Mapping[str, Any], base: Mapp
     Only fields the mapping knows (and the identifiers and email state) are laid over; the list
     attribute's add/remove operations are not values the users half reads.
     """
-    custom_names = mapping.custom_fields
-    standard_names = mapping.standard_fields | _ALWAYS_LAID_OVER
+    custom_names, standard_names = mapping.custom_fields, mapping.standard_fields
     data = dict(base)
     custom = dict(data["custom_attributes"]) if isinstance(data.get("custom_attributes"), Mapping) else {}
     for name, value in written.items():
         if name in custom_names:
             custom[name] = value  # a dotted name is read as it stands before the nested objects
-        elif name in standard_names:
+        elif name in standard_names or name in _ALWAYS_LAID_OVER:
             data[name] = value
     if custom:
         data["custom_attributes"] = custom

@@ -18,7 +18,7 @@ import dataclasses
 import itertools
 import time
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as day_start
@@ -659,7 +659,7 @@ class ListNames:
 
     names: dict[int, str] = field(default_factory=dict)
 
-    def of(self, list_ids: Iterable[int]) -> tuple[str, ...]:
+    def of(self, list_ids: Collection[int]) -> tuple[str, ...]:
         if not list_ids:  # most contacts
             return ()
         return tuple(sorted({self.names[i] for i in list_ids if i in self.names}))

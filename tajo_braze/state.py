@@ -396,6 +396,8 @@ class StateStore:
         # Reentrant: a transaction() holds it while the methods it groups take it again.
         self._lock = threading.RLock()
         self._depth = 0
+        # Set when a write joined to an open transaction failed: that transaction may only roll back.
+        self._doomed = False
         # namespace name -> id; forgotten on every rollback, which may have undone a creation.
         self._namespace_ids: dict[str, int] = {}
         self._connection: sqlite3.Connection | None = None
@@ -595,12 +597,37 @@ class StateStore:
     @contextlib.contextmanager
     def _writing(self, action: str) -> Iterator[sqlite3.Connection]:
         # Errors of the body are named by ``action`` before transaction() rolls back.
-        with self._lock, self.transaction(), self._sqlite_errors(action):
-            yield self._require_open()
+        with self._lock:
+            if self._depth == 0:
+                with self.transaction(), self._sqlite_errors(action):
+                    yield self._require_open()
+                return
+            # Inside an open transaction the write joins it, without a SAVEPOINT of its own: SQLite
+            # keeps the original of every page written under a savepoint in a sub-journal, in memory
+            # with temp_store = MEMORY. A commit of one 8 MB import's fingerprints and claims held
+            # ~37 MB there. If the write fails, the whole transaction can only roll back.
+            try:
+                with self._sqlite_errors(action):
+                    yield self._require_open()
+            except BaseException:
+                self._doom()
+                raise
+
+    def _doom(self) -> None:
+        self._doomed = True
+        connection = self._require_open()
+        if not connection.in_transaction:
+            # SQLite rolled back by itself (disk full, I/O error): what the block writes next must
+            # still wait for its end, which rolls it back, rather than be committed one by one.
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("BEGIN IMMEDIATE")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group writes atomically. Nests: inner blocks are SAVEPOINTs that roll back on their own."""
+        """Group writes atomically. Nests: inner blocks are SAVEPOINTs that roll back on their own.
+
+        A write method that fails inside a transaction fails all of it (see `_writing`).
+        """
         with self._lock, self._sqlite_errors("writing"):
             connection = self._require_open()
             if self._readonly:
@@ -619,6 +646,12 @@ class StateStore:
                 self._undo(connection, depth, savepoint)
                 raise
             self._depth = depth
+            if depth == 0 and self._doomed:
+                self._undo(connection, depth, savepoint)
+                raise StateError(
+                    f"A write to {self._path} failed inside a transaction, so none of its writes were saved",
+                    fix="let that error stop the transaction instead of catching it inside it",
+                )
             try:
                 connection.execute("COMMIT" if depth == 0 else f"RELEASE {savepoint}")
             except BaseException:
@@ -627,6 +660,8 @@ class StateStore:
 
     def _undo(self, connection: sqlite3.Connection, depth: int, savepoint: str) -> None:
         self._namespace_ids.clear()
+        if depth == 0:
+            self._doomed = False
         # SQLite may already have rolled the whole transaction back (disk full, I/O error).
         with contextlib.suppress(sqlite3.Error):
             if depth == 0:

@@ -614,6 +614,50 @@ def test_nested_transactions_roll_back_only_the_inner_block(store: StateStore) -
     assert [store.get_value(k) for k in ("outer", "inner", "innermost", "after")] == [1, None, None, 4]
 
 
+def test_a_write_that_fails_inside_a_transaction_fails_all_of_it(store: StateStore) -> None:
+    store.set_value("kept", "before")
+
+    def rows() -> Iterator[tuple[str, str]]:
+        yield ("ext:1", "aa")
+        raise Boom
+
+    with pytest.raises(StateError, match="none of its writes were saved"), store.transaction():
+        store.set_value("kept", "changed")
+        with pytest.raises(Boom):
+            store.put_fingerprints("users:braze_to_brevo", rows())
+        store.set_value("later", 1)  # the caught failure must not let this be committed
+    assert store.get_value("kept") == "before"
+    assert store.get_value("later") is None
+    assert store.get_fingerprints("users:braze_to_brevo", ["ext:1"]) == {}
+    with store.transaction():  # the store is usable again
+        store.put_fingerprints("users:braze_to_brevo", [("ext:1", "bb")])
+    assert store.get_fingerprints("users:braze_to_brevo", ["ext:1"]) == {"ext:1": "bb"}
+
+
+def test_a_failing_write_that_ends_its_transaction_rolls_it_back_with_its_own_error(store: StateStore) -> None:
+    with pytest.raises(StateError, match="saving fingerprints|fingerprint") as caught, store.transaction():
+        store.set_value("kept", "changed")
+        store.put_fingerprints("users:braze_to_brevo", [("ext:1", None)])  # type: ignore[list-item]
+    assert "none of its writes were saved" not in caught.value.user_message
+    assert store.get_value("kept") is None
+
+
+def test_writes_inside_a_transaction_open_no_savepoint_of_their_own(store: StateStore) -> None:
+    # A savepoint makes SQLite keep the original of each page written under it in memory: tens of
+    # megabytes for one import's fingerprints and claims. Only explicit nesting may open one.
+    statements: list[str] = []
+    store._require_open().set_trace_callback(statements.append)
+    with store.transaction():
+        store.put_fingerprints("users:braze_to_brevo", [(f"ext:{i}", "aa") for i in range(100)])
+        store.put_field_values("fields:brevo_to_braze", [("contact:1", {"a": 1})])
+        store.set_value("checkpoint", 1)
+        with store.transaction():
+            store.set_value("inner", 2)
+    store._require_open().set_trace_callback(None)
+    assert [s for s in statements if "SAVEPOINT" in s.upper()] == ["SAVEPOINT nested_1"]
+    assert store.get_value("inner") == 2
+
+
 def test_namespace_created_in_a_rolled_back_transaction_is_forgotten(store: StateStore) -> None:
     with pytest.raises(Boom), store.transaction():
         store.put_fingerprints("ns-a", [("k", "from-a")])

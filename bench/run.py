@@ -908,11 +908,28 @@ def render_targets(sizes: Mapping[str, Any]) -> list[str]:
             )
             _target(rows, "enforced: wall ≤ 1.2 × rate-limit bound (every run whose bound is > 0)", shown,
                     ratios[-1][0] <= 1.2)
+            # A run whose own work takes longer than its limits require cannot come near that bound: what
+            # enforcing the limits may cost is then measured against the same run with limits only counted.
+            paired = []
+            for row in bound_rows:
+                counted = run("count", _users_of(sizes, row), row["phase"])
+                if counted:
+                    floor = max(row["bound"]["bound_s"], counted["wall_s"])
+                    paired.append((row["wall_s"] / floor, row))
+            if paired:
+                paired.sort(key=lambda pair: pair[0])
+                shown = ", ".join(
+                    f"{size_label(_users_of(sizes, r))} {r['phase']} {ratio:.2f}×" for ratio, r in paired
+                )
+                _target(rows, "enforced: wall ≤ 1.2 × the larger of the bound and the counted run's wall", shown,
+                        paired[-1][0] <= 1.2)
     notes = [
         "",
         "A run whose rate-limit bound is 0 fits every bucket in one window: nothing but the connector's own "
         "work limits it. The last column of the enforced table compares each run with the same run with limits "
-        "only counted.",
+        "only counted. A full Braze → Brevo run sends few calls (a 1M run's bound is a few seconds) but waits "
+        "for the export and maps every user, so its wall time is its own work, not the limits: the second "
+        "enforced row holds each run to the larger of the two.",
     ]
     return ["### Targets", "", "| target | measured | verdict |", "|---|---|---|", *rows, *notes, ""]
 

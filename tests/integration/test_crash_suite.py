@@ -237,7 +237,11 @@ def test_sigkill_at_20_random_points_of_a_50k_two_way_sync_then_resume_gives_the
 # ---------------------------------------------------------------- webhook events
 EVENT_WRITES = (TRACK, "brevo POST /events/batch")
 EVENT_KILLS = 6
-EVENTS_PER_CALL = 20  # small calls: more of them, so the kills land between and during them
+EVENTS_PER_CALL = 10  # small calls: more of them, so the kills land between and during them
+# Calls at the end of the backlog where no kill is aimed: a kill may land a call or two past its
+# target on a loaded machine, and a resumed run may pack the rest into fewer calls, so a kill aimed
+# at one of the last calls could find the run already finished.
+EVENT_KILL_SLACK = 2 * EVENT_KILLS
 
 
 @dataclass(frozen=True)
@@ -345,7 +349,8 @@ def test_events_in_flight_at_a_kill_are_never_sent_twice_and_the_others_arrive_o
 
     kills = 0
     final: subprocess.Popen[str] | None = None
-    for target in sorted(random.Random(seed).sample(range(1, calls + 1), EVENT_KILLS)):
+    assert calls - EVENT_KILL_SLACK >= EVENT_KILLS, calls
+    for target in sorted(random.Random(seed).sample(range(1, calls - EVENT_KILL_SLACK + 1), EVENT_KILLS)):
         at_least = max(target, sent() + 1)
         process = sync_process(config, world, resources="events")
         wait_for(past(at_least, process), what=replay)
